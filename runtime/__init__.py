@@ -1,0 +1,1 @@
+"""The runtime: executes a Plan against nnsight models and sae_lens SAEs."""

@@ -1,0 +1,40 @@
+"""The one registry of names the language knows.
+
+The checker suggests from these lists (did-you-mean), the formatter prints them, lowering and the
+runtime dispatch on them. Add a method or metric here first; nothing else keeps a copy.
+"""
+
+MODEL_SOURCES = ("hub", "path", "gguf", "zoo")
+SAE_SOURCES = ("sae_lens", "path", "zoo")
+DTYPES = ("float32", "float16", "bfloat16")
+DEVICES = ("cpu", "cuda", "mps", "auto")
+REMOTES = ("ndif", "simulate")
+
+# Where activations live (METHOD.md notation). `head` is one head's contribution to the residual
+# stream (d_model wide); `head_z` its attention-weighted values before the output projection.
+COMPONENTS = ("resid_pre", "resid_mid", "resid_post", "attn_out", "head", "head_z", "mlp_out")
+# Plural and short forms a spec may use in `locate { components ... }`.
+COMPONENT_ALIASES = {"heads": "head", "attn": "attn_out", "mlp": "mlp_out", "resid": "resid_post"}
+
+LOCATE_METHODS = ("attribution", "patching")
+DICTIONARY_METHODS = ("mean", "lstsq")
+VALIDATIONS = ("sufficiency", "necessity", "control")
+RECONSTRUCTIONS = ("direct", "residual", "residual_pair")
+METRICS = (
+    "sufficiency",
+    "necessity",
+    "control",
+    "interpretability",
+    "alignment",
+    "explained_variance",
+    "l0",
+    "dead_fraction",
+    "spliced_metric",
+)
+REPORT_FORMATS = ("html", "json")
+
+COMPARE_OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not in")
+ARITH_OPS = ("+", "-", "*", "//", "%")
+
+# The pseudo-variable naming the index of the template a prompt was rendered from.
+TEMPLATE_VARIABLE = "template"
