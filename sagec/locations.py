@@ -26,7 +26,8 @@ class Location:
         if self.component not in COMPONENTS:
             raise ValueError(f"unknown component {self.component!r}; expected one of {', '.join(COMPONENTS)}")
         if (self.head is not None) != (self.component in _HEADED):
-            raise ValueError(f"{self.component!r} {'needs' if self.component in _HEADED else 'takes no'} a head index")
+            need = "needs a head index, as in 'head 3.1'" if self.component in _HEADED else "takes no head index"
+            raise ValueError(f"{self.component!r} {need}")
         if self.layer < 0 or (self.head is not None and self.head < 0):
             raise ValueError("layer and head indices must be non-negative")
 
