@@ -1,0 +1,48 @@
+"""Applying an SAE at a cross-section it was not necessarily trained on (METHOD.md section 4).
+
+Each function returns the reconstruction c_hat of the cross-section's activation c and the latent
+vector that produced it (the one sparse control edits with), so every variant feeds the same
+scoring code. `sae` is anything with `encode`, `decode` and `W_dec` (sae_lens SAEs are).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+
+class SaeLike(Protocol):
+    W_dec: torch.Tensor
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def decode(self, f: torch.Tensor) -> torch.Tensor: ...
+
+
+def direct(sae: SaeLike, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """An SAE trained on this very hook: c_hat = D(E(c))."""
+    f = sae.encode(c)
+    return sae.decode(f), f
+
+
+def residual(sae: SaeLike, r_after: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The SAGE idea, our formulation: a sublayer output c was added into the residual stream
+    (r_after = r_before + c), so the features it contributes are E(r_after) - E(r_after - c) and
+    its reconstruction D(E(r_after)) - D(E(r_after - c)); the decoder bias cancels."""
+    f_after, f_without = sae.encode(r_after), sae.encode(r_after - c)
+    return sae.decode(f_after) - sae.decode(f_without), f_after - f_without
+
+
+def residual_pair(sae_before: SaeLike, sae_after: SaeLike, r_before: torch.Tensor, r_after: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAEs on both sides of the sublayer: c_hat = S_after(r_after) - S_before(r_before). The
+    latents returned are the after-side SAE's (the side whose decoder writes the edit)."""
+    f_after = sae_after.encode(r_after)
+    return sae_after.decode(f_after) - sae_before.decode(sae_before.encode(r_before)), f_after
+
+
+def explained_variance(a: torch.Tensor, a_hat: torch.Tensor) -> float:
+    """1 - sum ||a - a_hat||^2 / sum ||a - mean a||^2 over prompts."""
+    residual_energy = (a - a_hat).pow(2).sum()
+    total = (a - a.mean(dim=0, keepdim=True)).pow(2).sum()
+    return float(1 - residual_energy / total) if total > 0 else float("nan")
