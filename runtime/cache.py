@@ -1,0 +1,106 @@
+"""The content-addressed artifact cache: one folder per plan-node key.
+
+An artifact is named tensors (stored as safetensors) plus JSON metadata. Each is written into a
+temporary folder beside its final place, with a manifest holding the sha256 of every file, and
+renamed into place in one step: a crash (even kill -9) leaves either the whole artifact or none.
+Loading re-hashes the files, so a truncated or altered artifact is detected, reported and
+recomputed instead of silently feeding wrong numbers downstream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch is imported only when an artifact is read or written, so that
+    import torch  # `sagec plan` can ask what is cached without paying for it
+
+TENSORS = "tensors.safetensors"
+META = "meta.json"
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    meta: dict[str, Any]
+    tensors: dict[str, "torch.Tensor"] = field(default_factory=dict)
+
+
+class CorruptArtifact(Exception):
+    """An artifact on disk does not match its manifest."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+class ArtifactCache:
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / "artifacts" / key[:2] / key
+
+    def has(self, key: str) -> bool:
+        return (self.path(key) / MANIFEST).is_file()
+
+    def load(self, key: str) -> Artifact:
+        folder = self.path(key)
+        try:
+            manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+            for name, digest in manifest["files"].items():
+                if _sha256(folder / name) != digest:
+                    raise CorruptArtifact(f"{folder / name}: contents do not match the manifest")
+            meta = json.loads((folder / META).read_text(encoding="utf-8"))
+            from safetensors.torch import load_file
+
+            tensors = load_file(str(folder / TENSORS)) if TENSORS in manifest["files"] else {}
+        except CorruptArtifact:
+            raise
+        except (OSError, ValueError, KeyError) as e:
+            raise CorruptArtifact(f"{folder}: unreadable ({e})") from None
+        return Artifact(meta, tensors)
+
+    def save(self, key: str, artifact: Artifact) -> Path:
+        final = self.path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.", dir=final.parent))
+        try:
+            files = {}
+            (tmp / META).write_text(json.dumps(artifact.meta, sort_keys=True, allow_nan=False), encoding="utf-8")
+            files[META] = _sha256(tmp / META)
+            if artifact.tensors:
+                from safetensors.torch import save_file
+
+                # safetensors refuses views that share memory; contiguous copies are cheap here.
+                save_file({k: v.detach().contiguous().cpu() for k, v in artifact.tensors.items()}, str(tmp / TENSORS))
+                files[TENSORS] = _sha256(tmp / TENSORS)
+            for name in files:
+                _fsync_file(tmp / name)
+            (tmp / MANIFEST).write_text(json.dumps({"key": key, "files": files}, sort_keys=True), encoding="utf-8")
+            _fsync_file(tmp / MANIFEST)
+            if final.exists():  # a stale or corrupt copy: replace it
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final
+
+    def discard(self, key: str) -> None:
+        shutil.rmtree(self.path(key), ignore_errors=True)

@@ -1,0 +1,107 @@
+"""Runs a Plan: nodes in topological order, each artifact loaded from the cache when its key is
+there and computed (then stored atomically) when it is not.
+
+Because every artifact is stored under its key the moment it is finished, re-running the same
+command after a crash resumes from the last finished node, and a spec edit that changes one node's
+key recomputes that node and what depends on it, nothing else. A pass is a function
+`run(node, inputs, ctx) -> Artifact` (runtime/passes/); the executor knows nothing of what
+passes compute.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from sagec.diagnostics import SpecError
+from sagec.plan import Node, Plan
+
+from runtime.cache import Artifact, ArtifactCache, CorruptArtifact
+from runtime.progress import Reporter
+
+Pass = Callable[[Node, dict[str, Artifact], "Context"], Artifact]
+
+
+class NodeFailed(Exception):
+    """A pass raised while computing a node; the message names the node."""
+
+    def __init__(self, node: Node, cause: BaseException):
+        self.node = node
+        self.cause = cause
+        super().__init__(f"{node.id} failed: {type(cause).__name__}: {cause}")
+
+
+@dataclass
+class Context:
+    """What passes share during one run: loaded models and SAEs (each loaded once), the
+    reporter, and counters of model passes (tests and `sagec plan` estimates read them)."""
+
+    cache: ArtifactCache
+    reporter: Reporter
+    resources: dict[tuple[str, str], object] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def resource(self, kind: str, name: str, load: Callable[[], object]) -> object:
+        key = (kind, name)
+        if key not in self.resources:
+            self.resources[key] = load()
+        return self.resources[key]
+
+    def count(self, what: str, n: int = 1) -> None:
+        self.counters[what] = self.counters.get(what, 0) + n
+
+
+@dataclass(frozen=True)
+class NodeOutcome:
+    node_id: str
+    cached: bool
+    seconds: float
+
+
+def execute(
+    plan: Plan,
+    cache: ArtifactCache,
+    passes: dict[str, Pass],
+    *,
+    reporter: Reporter,
+    force: Iterable[str] = (),
+    only: str | None = None,
+    context: Context | None = None,
+) -> tuple[dict[str, Artifact], list[NodeOutcome]]:
+    """`force`: node ids to recompute even when cached. `only`: run that node and what it needs."""
+    nodes = plan.upstream(only) if only is not None else plan.nodes
+    forced = set(force)
+    ctx = context or Context(cache, reporter)
+    artifacts: dict[str, Artifact] = {}
+    outcomes: list[NodeOutcome] = []
+    for index, node in enumerate(nodes, start=1):
+        started = time.perf_counter()
+        artifact = None if node.id in forced else _load(cache, node, reporter)
+        cached = artifact is not None
+        if artifact is None:
+            reporter.node_started(node, index, len(nodes))
+            inputs = {i: artifacts[i] for i in node.inputs}
+            try:
+                artifact = passes[node.kind](node, inputs, ctx)
+            except (SpecError, KeyboardInterrupt):
+                raise
+            except Exception as e:
+                raise NodeFailed(node, e) from e
+            cache.save(node.key, artifact)
+        artifacts[node.id] = artifact
+        outcome = NodeOutcome(node.id, cached, time.perf_counter() - started)
+        outcomes.append(outcome)
+        reporter.node_finished(node, index, len(nodes), cached, outcome.seconds)
+    return artifacts, outcomes
+
+
+def _load(cache: ArtifactCache, node: Node, reporter: Reporter) -> Artifact | None:
+    if not cache.has(node.key):
+        return None
+    try:
+        return cache.load(node.key)
+    except CorruptArtifact as e:
+        reporter.warn(f"{node.id}: cached artifact is corrupt and will be recomputed ({e})")
+        cache.discard(node.key)
+        return None

@@ -1,0 +1,138 @@
+"""Lowering: a checked Spec becomes a Plan (sagec/plan.py), without loading any weights.
+
+Per eval: sample -> locate -> trace -> ground_truth -> score (one per SAE) -> report. Nodes that
+compute the same thing (same key) are shared between evals: two evals on one task and model share
+the prompt set, and one trace node per (model, prompt set) serves every eval on them, since the
+runtime collects the union of the cross-sections all their locate nodes selected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import metadata
+from pathlib import Path
+
+from sagec.plan import (
+    PASS_ORDER,
+    PLAN_SCHEMA,
+    GroundTruthParams,
+    LocateParams,
+    Node,
+    Params,
+    Plan,
+    ReportParams,
+    SampleParams,
+    ScoreParams,
+    TraceParams,
+    content_hash,
+    node_key,
+)
+from sagec.spec import Model, Sae, Spec
+
+# The packages whose versions change results: a new version invalidates every artifact.
+RESULT_PACKAGES = ("sagec", "torch", "transformers", "nnsight", "sae-lens")
+
+
+def package_versions() -> tuple[tuple[str, str], ...]:
+    out = []
+    for name in RESULT_PACKAGES:
+        try:
+            out.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            out.append((name, "absent"))
+    return tuple(out)
+
+
+def files_fingerprint(path: str) -> str:
+    """A cheap identity of local weights (names, sizes, modification times), read at plan time
+    without opening the weights: a retrained or replaced model gets a new key."""
+    root = Path(path)
+    if not root.exists():
+        return "missing"
+    entries = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    h = hashlib.sha256()
+    for p in entries:
+        st = p.stat()
+        h.update(f"{p.relative_to(root) if p != root else p.name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _model_identity(model: Model) -> str:
+    return files_fingerprint(model.ref) if model.source in ("path", "gguf") else model.ref
+
+
+def _sae_identity(sae: Sae) -> str:
+    if sae.source == "path" and sae.ref is not None:
+        return files_fingerprint(sae.ref)
+    return f"{sae.release}/{sae.sae_id}" if sae.source == "sae_lens" else str(sae.ref)
+
+
+class _Builder:
+    def __init__(self, versions: tuple[tuple[str, str], ...]):
+        self.versions = versions
+        self.nodes: dict[str, Node] = {}
+
+    def add(self, node_id: str, kind: str, params: Params, inputs: tuple[str, ...], identity: str = "") -> str:
+        # `identity` carries what the params cannot show at plan time (a fingerprint of local
+        # weights); it enters the key through a pseudo-version.
+        versions = self.versions + ((("weights", identity),) if identity else ())
+        key = node_key(kind, params, tuple(self.nodes[i].key for i in inputs), versions)
+        existing = self.nodes.get(node_id)
+        if existing is not None and existing.key != key:
+            raise ValueError(f"internal: two different {kind} nodes named {node_id}")
+        self.nodes[node_id] = Node(node_id, kind, params, inputs, key)
+        return node_id
+
+
+def lower(spec: Spec, versions: tuple[tuple[str, str], ...] | None = None) -> Plan:
+    versions = package_versions() if versions is None else versions
+    b = _Builder(versions)
+    spec_hash = content_hash(spec)
+
+    # Traces are fused per (model, task): gather every locate node that feeds each first.
+    locates_by_trace: dict[tuple[str, str], list[str]] = {}
+    per_eval: list[tuple[str, str, str]] = []  # (eval name, sample id, locate id)
+    for ev in spec.evals:
+        model, task = spec.model(ev.model), spec.task(ev.task)
+        ident = _model_identity(model)
+        sample = b.add(f"sample[{task.name}@{model.name}]", "sample", SampleParams(task, model), (), ident)
+        locate = b.add(f"locate[{ev.name}]", "locate", LocateParams(model, ev.locate, task.attributes), (sample,), ident)
+        locates_by_trace.setdefault((model.name, task.name), []).append(locate)
+        per_eval.append((ev.name, sample, locate))
+
+    for ev, (_, sample, locate) in zip(spec.evals, per_eval, strict=True):
+        model, task = spec.model(ev.model), spec.task(ev.task)
+        ident = _model_identity(model)
+        trace_inputs = (sample, *locates_by_trace[(model.name, task.name)])
+        trace = b.add(f"trace[{model.name}/{task.name}]", "trace", TraceParams(model, ()), trace_inputs, ident)
+        gt = b.add(
+            f"ground_truth[{ev.name}]",
+            "ground_truth",
+            GroundTruthParams(model, ev.ground_truth, task.attributes),
+            (sample, locate, trace),
+            ident,
+        )
+        scores = []
+        for use in ev.saes:
+            sae = spec.sae(use.sae)
+            scores.append(
+                b.add(
+                    f"score[{ev.name}/{sae.name}]",
+                    "score",
+                    ScoreParams(model, sae, use.reconstruct, ev.score, task.attributes),
+                    (sample, locate, trace, gt),
+                    f"{ident}|{_sae_identity(sae)}",
+                )
+            )
+        b.add(
+            f"report[{ev.name}]",
+            "report",
+            ReportParams(ev, spec.file, spec_hash),
+            (sample, locate, trace, gt, *scores),
+        )
+
+    depth: dict[str, int] = {}
+    for node in b.nodes.values():  # inputs are always added before their consumers
+        depth[node.id] = 1 + max((depth[i] for i in node.inputs), default=-1)
+    ordered = sorted(b.nodes.values(), key=lambda n: (depth[n.id], PASS_ORDER.index(n.kind), n.id))
+    return Plan(PLAN_SCHEMA, spec.file, spec_hash, versions, tuple(ordered))

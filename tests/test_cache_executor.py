@@ -1,0 +1,107 @@
+"""The artifact cache and the executor, on toy passes: atomic writes, corruption detected and
+recomputed, resume, and recomputation limited to the nodes whose keys changed."""
+
+import json
+
+import pytest
+import torch
+
+from runtime.cache import Artifact, ArtifactCache, CorruptArtifact
+from runtime.executor import NodeFailed, execute
+from runtime.progress import Reporter
+from sagec.lower import lower
+from tests.test_plan import VERSIONS, make_spec
+
+
+def test_artifacts_round_trip_exactly(tmp_path):
+    cache = ArtifactCache(tmp_path)
+    art = Artifact({"n": 3, "names": ["a", "b"]}, {"x": torch.arange(6.0).reshape(2, 3), "ids": torch.tensor([1, 2])})
+    cache.save("ab" * 32, art)
+    back = cache.load("ab" * 32)
+    assert back.meta == art.meta
+    assert set(back.tensors) == {"x", "ids"} and torch.equal(back.tensors["x"], art.tensors["x"])
+    assert back.tensors["ids"].dtype == torch.int64
+
+
+def test_a_truncated_or_altered_artifact_is_detected(tmp_path):
+    cache = ArtifactCache(tmp_path)
+    cache.save("cd" * 32, Artifact({"n": 1}, {"x": torch.ones(100)}))
+    tensors = cache.path("cd" * 32) / "tensors.safetensors"
+    tensors.write_bytes(tensors.read_bytes()[:-7])
+    with pytest.raises(CorruptArtifact, match="do not match"):
+        cache.load("cd" * 32)
+    cache.save("ef" * 32, Artifact({"n": 1}))
+    (cache.path("ef" * 32) / "meta.json").write_text(json.dumps({"n": 2}))
+    with pytest.raises(CorruptArtifact):
+        cache.load("ef" * 32)
+
+
+def test_a_failed_write_leaves_nothing_behind(tmp_path):
+    cache = ArtifactCache(tmp_path)
+    with pytest.raises(TypeError):
+        cache.save("01" * 32, Artifact({"bad": object()}))
+    assert not cache.has("01" * 32)
+    assert list((tmp_path / "artifacts" / "01").iterdir()) == []
+
+
+def toy_passes(calls: list[str], fail: str | None = None):
+    """Each pass records that it ran and sums its inputs' numbers: enough to see data flow."""
+
+    def run(node, inputs, ctx):
+        calls.append(node.id)
+        if node.id == fail:
+            raise RuntimeError("boom")
+        total = sum(a.meta["value"] for a in inputs.values()) + 1
+        return Artifact({"value": total}, {"t": torch.tensor([float(total)])})
+
+    return {kind: run for kind in ("sample", "locate", "trace", "ground_truth", "score", "report")}
+
+
+def test_second_run_is_all_cache_hits_with_identical_artifacts(tmp_path):
+    plan = lower(make_spec(), VERSIONS)
+    calls: list[str] = []
+    first, _ = execute(plan, ArtifactCache(tmp_path), toy_passes(calls), reporter=Reporter("quiet"))
+    assert calls == [n.id for n in plan.nodes]
+    calls.clear()
+    second, outcomes = execute(plan, ArtifactCache(tmp_path), toy_passes(calls), reporter=Reporter("quiet"))
+    assert calls == [] and all(o.cached for o in outcomes)
+    assert {k: v.meta for k, v in first.items()} == {k: v.meta for k, v in second.items()}
+
+
+def test_adding_an_sae_runs_only_its_nodes(tmp_path):
+    calls: list[str] = []
+    execute(lower(make_spec(), VERSIONS), ArtifactCache(tmp_path), toy_passes(calls), reporter=Reporter("quiet"))
+    calls.clear()
+    bigger = lower(make_spec(saes=("res[0]", "res[1]", "res[2]")), VERSIONS)
+    execute(bigger, ArtifactCache(tmp_path), toy_passes(calls), reporter=Reporter("quiet"))
+    assert calls == ["score[gt/res[2]]", "report[gt]"]
+
+
+def test_a_failure_names_the_node_and_keeps_what_finished(tmp_path):
+    plan = lower(make_spec(), VERSIONS)
+    calls: list[str] = []
+    with pytest.raises(NodeFailed, match=r"ground_truth\[gt\] failed: RuntimeError: boom"):
+        execute(plan, ArtifactCache(tmp_path), toy_passes(calls, fail="ground_truth[gt]"), reporter=Reporter("quiet"))
+    calls.clear()
+    execute(plan, ArtifactCache(tmp_path), toy_passes(calls), reporter=Reporter("quiet"))
+    assert calls[0] == "ground_truth[gt]"  # sample, locate and trace were resumed from the cache
+
+
+def test_a_corrupt_artifact_is_recomputed(tmp_path):
+    plan = lower(make_spec(), VERSIONS)
+    cache = ArtifactCache(tmp_path)
+    execute(plan, cache, toy_passes([]), reporter=Reporter("quiet"))
+    (cache.path(plan.node("trace[tiny/ioi]").key) / "meta.json").write_text("{}")
+    calls: list[str] = []
+    execute(plan, cache, toy_passes(calls), reporter=Reporter("quiet"))
+    assert calls == ["trace[tiny/ioi]"]
+
+
+def test_only_runs_a_node_and_its_upstream_and_force_recomputes(tmp_path):
+    plan = lower(make_spec(), VERSIONS)
+    calls: list[str] = []
+    execute(plan, ArtifactCache(tmp_path), toy_passes(calls), reporter=Reporter("quiet"), only="trace[tiny/ioi]")
+    assert calls == ["sample[ioi@tiny]", "locate[gt]", "trace[tiny/ioi]"]
+    calls.clear()
+    execute(plan, ArtifactCache(tmp_path), toy_passes(calls), reporter=Reporter("quiet"), only="trace[tiny/ioi]", force=["locate[gt]"])
+    assert calls == ["locate[gt]"]

@@ -1,0 +1,121 @@
+"""Lowering a checked spec into a Plan: exact JSON round trip, and keys that change when, and only
+when, something that changes results changes."""
+
+import dataclasses
+
+from sagec import plan as plan_mod
+from sagec.lower import lower
+from sagec.spec import (
+    Answer,
+    AnswerSide,
+    Compare,
+    Eval,
+    GroundTruth,
+    Locate,
+    Model,
+    Origin,
+    Position,
+    Report,
+    Sae,
+    SaeUse,
+    Spec,
+    Split,
+    Task,
+    Template,
+    Var,
+    Variable,
+)
+
+VERSIONS = (("sagec", "0.1.0"), ("torch", "2.13.0"))
+
+
+def origin(line: int = 1) -> Origin:
+    return Origin("spec.sage", line, 1)
+
+
+def make_spec(saes=("res[0]", "res[1]"), line_shift: int = 0, samples: int = 64, batch_size=None) -> Spec:
+    o = origin(1 + line_shift)
+    task = Task(
+        name="ioi",
+        variables=(Variable("io", ("Mary", "John", "Anna"), o), Variable("s", ("Mary", "John", "Anna"), o), Variable("place", ("store", "park"), o)),
+        constraints=(Compare("!=", Var("s"), Var("io")),),
+        templates=(Template("When {{io}} and {{s}} went to the {{place}}, {{s}} gave a drink to", None, o),),
+        answer=Answer(AnswerSide(" {{io}}"), AnswerSide(" {{s}}"), o),
+        counterfactual=("io", "s"),
+        positions=(Position("end", "last", None, 1, "last", 0, o),),
+        attributes=("io", "s"),
+        split=Split(("place",), 0.5, 0.5, o),
+        samples=samples,
+        seed=0,
+        origin=o,
+    )
+    model = Model("tiny", "zoo", "tiny-ioi", "float32", "cpu", None, batch_size, o)
+    all_saes = tuple(Sae(f"res[{i}]", "zoo", f"tiny-ioi/topk-k8/resid_post.{i}", None, None, None, o) for i in range(3))
+    ev = Eval(
+        name="gt",
+        model="tiny",
+        task="ioi",
+        locate=Locate("attribution", ("head", "mlp_out"), None, ("end",), 4, None, True, o),
+        ground_truth=GroundTruth("mean", ("sufficiency", "necessity", "control"), o),
+        saes=tuple(SaeUse(s, "residual") for s in saes),
+        score=("sufficiency", "necessity"),
+        report=Report("/tmp/runs/gt", ("json",)),
+        origin=o,
+    )
+    return Spec("spec.sage", (model,), (task,), all_saes, (ev,))
+
+
+def keys(p) -> dict[str, str]:
+    return {n.id: n.key for n in p.nodes}
+
+
+def test_plan_round_trips_through_json_exactly():
+    p = lower(make_spec(), VERSIONS)
+    assert plan_mod.from_json(plan_mod.to_json(p)) == p
+
+
+def test_nodes_come_in_dependency_order_with_one_score_per_sae():
+    p = lower(make_spec(), VERSIONS)
+    seen = set()
+    for node in p.nodes:
+        assert set(node.inputs) <= seen, node.id
+        seen.add(node.id)
+    assert [n.kind for n in p.nodes] == ["sample", "locate", "trace", "ground_truth", "score", "score", "report"]
+    assert {n.params.sae.name for n in p.by_kind("score")} == {"res[0]", "res[1]"}
+
+
+def test_adding_an_sae_changes_only_its_score_node_and_the_report():
+    before, after = keys(lower(make_spec(), VERSIONS)), keys(lower(make_spec(saes=("res[0]", "res[1]", "res[2]")), VERSIONS))
+    changed = {i for i in after if before.get(i) != after[i]}
+    assert changed == {"score[gt/res[2]]", "report[gt]"}
+
+
+def test_moving_lines_or_changing_the_batch_size_changes_no_key():
+    base = keys(lower(make_spec(), VERSIONS))
+    assert keys(lower(make_spec(line_shift=7), VERSIONS)) == base
+    assert keys(lower(make_spec(batch_size=8), VERSIONS)) == base
+
+
+def test_a_change_that_matters_invalidates_everything_downstream():
+    base = keys(lower(make_spec(), VERSIONS))
+    fewer = keys(lower(make_spec(samples=32), VERSIONS))
+    assert all(fewer[i] != base[i] for i in base)  # the prompt set feeds every node
+    newer_torch = keys(lower(make_spec(), (("sagec", "0.1.0"), ("torch", "2.14.0"))))
+    assert all(newer_torch[i] != base[i] for i in base)
+
+
+def test_a_new_pass_version_invalidates_that_pass_and_its_consumers(monkeypatch):
+    base = keys(lower(make_spec(), VERSIONS))
+    monkeypatch.setitem(plan_mod.PASS_VERSIONS, "ground_truth", 99)
+    bumped = keys(lower(make_spec(), VERSIONS))
+    changed = {i for i in base if bumped[i] != base[i]}
+    assert changed == {"ground_truth[gt]", "score[gt/res[0]]", "score[gt/res[1]]", "report[gt]"}
+
+
+def test_two_evals_on_one_model_and_task_share_sample_and_trace():
+    spec = make_spec()
+    other = dataclasses.replace(spec.evals[0], name="gt2", locate=dataclasses.replace(spec.evals[0].locate, top=2))
+    p = lower(dataclasses.replace(spec, evals=(spec.evals[0], other)), VERSIONS)
+    assert len(p.by_kind("sample")) == 1 and len(p.by_kind("trace")) == 1
+    assert set(p.node("trace[tiny/ioi]").inputs) == {"sample[ioi@tiny]", "locate[gt]", "locate[gt2]"}
+    assert len(p.by_kind("locate")) == 2
