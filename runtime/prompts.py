@@ -1,181 +1,45 @@
-"""The sample pass (METHOD.md section 1): assignments, rendering, answers.
+"""The sample pass (METHOD.md section 1): from a checked task and a tokenizer to a prompt set.
 
-A task's variables have finite domains and its constraints are expressions over them; an
-assignment binds every variable plus the pseudo-variable `template`, the index of a template whose
-guard holds. Assignments come from a randomised depth-first search that checks each constraint as
-soon as its variables are bound: the search is complete (it finds an assignment whenever one
-exists, so "no assignment" is a fact, not bad luck) and, drawing every value from a seeded
-`random.Random`, deterministic in the seed on every platform.
+Assignments (runtime/assignments.py) are rendered through sandboxed Jinja2 templates, tokenized,
+and their named positions resolved through the tokenizer's offsets mapping; each prompt gets its
+counterfactual twins, and the whole set stores as safetensors plus JSON. Every problem a user can
+fix (a multi-token answer, a position that is not in the prompt) is a `SpecError` naming the value,
+the template and the spec line; all of them are collected before raising, one per problem.
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Mapping, Sequence
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import jinja2
+import torch
 from jinja2.sandbox import SandboxedEnvironment
 
-from sagec.diagnostics import SpecError
-from sagec.expr import EvaluationError, free_variables, truth
+from runtime.assignments import (
+    SPLITS,
+    Assignment,
+    holds,
+    ordinal,
+    rng_for,
+    sample_assignments,
+    sample_split,
+    show_env,
+    split_domains,
+    twin,
+)
+from sagec.diagnostics import Diagnostic, SpecError
 from sagec.names import TEMPLATE_VARIABLE
-from sagec.spec import AnswerSide, Arith, BoolOp, Compare, Const, Expr, Not, Origin, Task, Value, ValueList, Var
+from sagec.spec import AnswerSide, Origin, Position, Task, Value
 
-Assignment = dict[str, Value]
-# Orders the candidate values of one variable, given the values bound so far.
-Candidates = Callable[[str, Mapping[str, Value]], Sequence[Value]]
+__all__ = ["Prompt", "PromptSet", "build_prompt_set", "pad", "render", "render_answer", "sample_assignments"]
 
-# A search that visits this many nodes without finding an assignment is reported as unsatisfiable
-# in practice: constraints that tight would make sampling unbearably slow anyway.
-MAX_STEPS = 200_000
-
-
-def rng_for(seed: int, purpose: str) -> random.Random:
-    """One independent stream per purpose, so adding an attribute does not reshuffle the prompts.
-    String seeds go through sha512 in `random.Random`, which is stable across platforms."""
-    return random.Random(f"sagec:{seed}:{purpose}")
-
-
-# --- constraints ------------------------------------------------------------------------------
-
-
-class _Exhausted(Exception):
-    pass
-
-
-def domains_of(task: Task) -> dict[str, tuple[Value, ...]]:
-    """Every variable's domain, `template` last (its guard reads the other variables)."""
-    out: dict[str, tuple[Value, ...]] = {v.name: v.domain for v in task.variables}
-    out[TEMPLATE_VARIABLE] = tuple(range(len(task.templates)))
-    return out
-
-
-def _checks(task: Task, constraints: Sequence[Expr], templates: bool) -> list[tuple[Callable[[Mapping[str, Value]], bool], frozenset[str]]]:
-    """Each constraint with the variables it reads; a template's guard is a constraint on `template`."""
-    out = [(_holds(task, c), frozenset(free_variables(c))) for c in constraints]
-    if not templates:
-        return out
-    guard_vars = frozenset(n for t in task.templates if t.guard is not None for n in free_variables(t.guard))
-
-    def guard_holds(env: Mapping[str, Value]) -> bool:
-        guard = task.templates[env[TEMPLATE_VARIABLE]].guard
-        return guard is None or _holds(task, guard)(env)
-
-    out.append((guard_holds, guard_vars | {TEMPLATE_VARIABLE}))
-    return out
-
-
-def _holds(task: Task, expr: Expr) -> Callable[[Mapping[str, Value]], bool]:
-    def check(env: Mapping[str, Value]) -> bool:
-        try:
-            return truth(expr, env)
-        except EvaluationError as e:
-            raise SpecError.at(task.origin, f"in task {task.name}, `{show(expr)}` cannot be evaluated: {e}") from None
-
-    return check
-
-
-def search(
-    task: Task,
-    domains: Mapping[str, Sequence[Value]],
-    fixed: Mapping[str, Value],
-    candidates: Candidates,
-    constraints: Sequence[Expr] | None = None,
-    templates: bool = True,
-) -> Assignment | None:
-    """The first assignment (in the candidates' order) that extends `fixed` and satisfies every
-    constraint and the chosen template's guard; None if there is none. With `templates` False,
-    `domains` has no `template` and guards are not consulted."""
-    constraints = task.constraints if constraints is None else constraints
-    free = [n for n in domains if n not in fixed]
-    order = list(fixed) + free
-    rank = {n: i for i, n in enumerate(order)}
-    due: list[list[Callable[[Mapping[str, Value]], bool]]] = [[] for _ in order]
-    upfront = []
-    for check, names in _checks(task, constraints, templates):
-        if not names <= rank.keys():
-            continue  # reads `template`, which this search does not bind
-        last = max((rank[n] for n in names), default=-1)
-        if last < len(fixed):
-            upfront.append(check)
-        else:
-            due[last].append(check)
-    env: Assignment = dict(fixed)
-    if not all(check(env) for check in upfront):
-        return None
-    steps = 0
-
-    def extend(i: int) -> bool:
-        nonlocal steps
-        if i == len(order):
-            return True
-        name = order[i]
-        for value in candidates(name, env):
-            steps += 1
-            if steps > MAX_STEPS:
-                raise _Exhausted
-            env[name] = value
-            if all(check(env) for check in due[i]) and extend(i + 1):
-                return True
-        env.pop(name, None)
-        return False
-
-    if not extend(len(fixed)):
-        return None
-    return {n: env[n] for n in domains}
-
-
-def shuffled(domains: Mapping[str, Sequence[Value]], rng: random.Random) -> Candidates:
-    def candidates(name: str, _env: Mapping[str, Value]) -> list[Value]:
-        values = list(domains[name])
-        rng.shuffle(values)
-        return values
-
-    return candidates
-
-
-def sample_one(task: Task, domains: Mapping[str, Sequence[Value]], rng: random.Random, fixed: Mapping[str, Value] = {}, context: str = "") -> Assignment:
-    try:
-        found = search(task, domains, fixed, shuffled(domains, rng))
-    except _Exhausted:
-        raise SpecError.at(task.origin, f"task {task.name}: no assignment satisfying the constraints found in {MAX_STEPS} steps{context}") from None
-    if found is None:
-        raise unsatisfiable(task, domains, fixed, context)
-    return found
-
-
-def sample_assignments(task: Task, n: int, seed: int) -> list[Assignment]:
-    """`n` assignments satisfying the task's constraints, each with the `template` it renders
-    through. Independent draws (repeats are possible when the domains are small)."""
-    domains = domains_of(task)
-    rng = rng_for(seed, "sample")
-    return [sample_one(task, domains, rng) for _ in range(n)]
-
-
-def unsatisfiable(task: Task, domains: Mapping[str, Sequence[Value]], fixed: Mapping[str, Value] = {}, context: str = "") -> SpecError:
-    """Name the constraint that empties the space: the first one that, with those before it,
-    leaves no assignment. A `where` clause lands on the variable it was written on, the last
-    declared of those it reads, so that variable's line is where the error points."""
-    plain = {n: d for n, d in domains.items() if n != TEMPLATE_VARIABLE}
-    in_order: Candidates = lambda name, _env: plain[name]  # noqa: E731
-    fix = "".join(f", {n} = {v!r}" for n, v in fixed.items() if n != TEMPLATE_VARIABLE)
-    for k in range(1, len(task.constraints) + 1):
-        try:
-            found = search(task, plain, fixed, in_order, task.constraints[:k], templates=False)
-        except _Exhausted:
-            break
-        if found is None:
-            culprit = task.constraints[k - 1]
-            names = set(free_variables(culprit))
-            declared = [v for v in task.variables if v.name in names]
-            origin = declared[-1].origin if declared else task.origin
-            alone = "" if k == 1 else " together with the constraints before it"
-            return SpecError.at(origin, f"task {task.name}: no assignment satisfies `{show(culprit)}`{alone}{fix}{context}")
-    guarded = [t for t in task.templates if t.guard is not None]
-    origin = guarded[0].origin if guarded else task.origin
-    return SpecError.at(origin, f"task {task.name}: no template's guard holds for any assignment satisfying the constraints{fix}{context}")
-
+COUNTERFACTUAL = "counterfactual"
+ARTIFACT_VERSION = 1
 
 # --- rendering --------------------------------------------------------------------------------
 
@@ -193,7 +57,7 @@ def render_text(text: str, env: Mapping[str, Value], origin: Origin, what: str) 
     try:
         return _compiled(text).render(dict(env))
     except jinja2.TemplateError as e:
-        raise SpecError.at(origin, f"{what} {text!r} cannot be rendered with {_show_env(env)}: {e}") from None
+        raise SpecError.at(origin, f"{what} {text!r} cannot be rendered with {show_env(env)}: {e}") from None
 
 
 def render(task: Task, assignment: Mapping[str, Value]) -> str:
@@ -203,17 +67,17 @@ def render(task: Task, assignment: Mapping[str, Value]) -> str:
     return render_text(template.text, assignment, template.origin, f"template {index}")
 
 
-def render_side(task: Task, side: AnswerSide, assignment: Mapping[str, Value], what: str) -> tuple[str, ...]:
+def _render_side(task: Task, side: AnswerSide, assignment: Mapping[str, Value], what: str) -> tuple[str, ...]:
     origin = task.answer.origin
     if not side.is_set:
         return (render_text(side.template, assignment, origin, what),)
     out = []
     for value in side.domain:
         env = {**assignment, side.binder: value}
-        if side.where is None or _holds(task, side.where)(env):
+        if side.where is None or holds(task, side.where)(env):
             out.append(render_text(side.template, env, origin, what))
     if not out:
-        raise SpecError.at(origin, f"the {what} set {side.template!r} is empty for {_show_env(assignment)}")
+        raise SpecError.at(origin, f"the {what} set {side.template!r} is empty for {show_env(assignment)}")
     return tuple(out)
 
 
@@ -221,38 +85,382 @@ def render_answer(task: Task, assignment: Mapping[str, Value]) -> tuple[tuple[st
     """(answer strings, distractor strings): one each for a single-token answer, the filtered
     renderings over the binder's domain for a token set."""
     return (
-        render_side(task, task.answer.answer, assignment, "answer"),
-        render_side(task, task.answer.distractor, assignment, "distractor"),
+        _render_side(task, task.answer.answer, assignment, "answer"),
+        _render_side(task, task.answer.distractor, assignment, "distractor"),
     )
 
 
-# --- printing expressions in messages ---------------------------------------------------------
+# --- the prompt set ---------------------------------------------------------------------------
 
 
-def show(expr: Expr) -> str:
-    match expr:
-        case Var(name):
-            return name
-        case Const(value):
-            return repr(value) if isinstance(value, str) else str(value)
-        case ValueList(items):
-            return "[" + ", ".join(show(Const(i)) for i in items) + "]"
-        case Arith(op, left, right) | Compare(op, left, right):
-            return f"{show(left)} {op} {show(right)}"
-        case BoolOp(op, operands):
-            return f" {op} ".join(f"({show(o)})" if isinstance(o, BoolOp) else show(o) for o in operands)
-        case Not(operand):
-            return f"not ({show(operand)})"
-    return repr(expr)
+@dataclass(frozen=True)
+class Prompt:
+    """One tokenized prompt. `ids` are unpadded (special tokens as the tokenizer adds them);
+    `positions` maps each named position to a token index into `ids`; `answer_ids` and
+    `distractor_ids` have one entry for a single-token answer, one per rendering for a set."""
+
+    text: str
+    ids: tuple[int, ...]
+    positions: Mapping[str, int]
+    answers: tuple[str, ...]
+    answer_ids: tuple[int, ...]
+    distractors: tuple[str, ...]
+    distractor_ids: tuple[int, ...]
+    assignment: Mapping[str, Value]  # every variable, and `template`
+    split: str  # "train" | "test"
+
+    @property
+    def template(self) -> int:
+        return int(self.assignment[TEMPLATE_VARIABLE])
 
 
-def _show_env(env: Mapping[str, Value]) -> str:
-    return ", ".join(f"{k} = {v!r}" for k, v in env.items())
+@dataclass(frozen=True)
+class PromptSet:
+    """A task's prompts and their twins, aligned by index: `counterfactual[i]` and
+    `twins[attr][i]` are twins of `prompts[i]` (same split). `counterfactual` is empty when the
+    task has no counterfactual rule. Train prompts come first."""
+
+    task: str
+    seed: int
+    position_names: tuple[str, ...]
+    attributes: tuple[str, ...]
+    prompts: tuple[Prompt, ...]
+    counterfactual: tuple[Prompt, ...]
+    twins: Mapping[str, tuple[Prompt, ...]]
+
+    def groups(self) -> dict[str, tuple[Prompt, ...]]:
+        """Every aligned list by name: "clean", "counterfactual" (if any), then one per attribute."""
+        out = {"clean": self.prompts}
+        if self.counterfactual:
+            out[COUNTERFACTUAL] = self.counterfactual
+        out.update({f"twin:{a}": self.twins[a] for a in self.attributes})
+        return out
+
+    def indices(self, split: str) -> tuple[int, ...]:
+        return tuple(i for i, p in enumerate(self.prompts) if p.split == split)
+
+    def summary(self, examples: int = 1) -> dict[str, Any]:
+        """Counts per split and per template, and the first prompts of each template."""
+        per_template = Counter(p.template for p in self.prompts)
+        shown: list[dict[str, Any]] = []
+        for index in sorted(per_template):
+            for p in [p for p in self.prompts if p.template == index][:examples]:
+                shown.append({"template": index, "split": p.split, "text": p.text, "answers": list(p.answers), "distractors": list(p.distractors), "positions": dict(p.positions)})
+        return {
+            "task": self.task,
+            "seed": self.seed,
+            "prompts": len(self.prompts),
+            "splits": {s: len(self.indices(s)) for s in SPLITS},
+            "templates": {str(i): per_template[i] for i in sorted(per_template)},
+            "twins": [g for g in self.groups() if g != "clean"],
+            "max_tokens": max((len(p.ids) for ps in self.groups().values() for p in ps), default=0),
+            "examples": shown,
+        }
+
+    # Token ids, positions and answer ids go to safetensors (ragged lists as flat values plus
+    # lengths); texts, strings and assignments to JSON, whose str/int values come back exactly.
+    def to_artifact(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors: dict[str, torch.Tensor] = {}
+        groups: dict[str, Any] = {}
+        for name, prompts in self.groups().items():
+            for field in ("ids", "answer_ids", "distractor_ids"):
+                flat, lengths = _ragged([getattr(p, field) for p in prompts])
+                tensors[f"{name}.{field}"], tensors[f"{name}.{field}.lengths"] = flat, lengths
+            tensors[f"{name}.positions"] = torch.tensor(
+                [[p.positions[n] for n in self.position_names] for p in prompts], dtype=torch.int64
+            ).reshape(len(prompts), len(self.position_names))
+            groups[name] = {
+                "texts": [p.text for p in prompts],
+                "answers": [list(p.answers) for p in prompts],
+                "distractors": [list(p.distractors) for p in prompts],
+                "assignments": [[[k, v] for k, v in p.assignment.items()] for p in prompts],
+                "splits": [p.split for p in prompts],
+            }
+        meta = {
+            "version": ARTIFACT_VERSION,
+            "task": self.task,
+            "seed": self.seed,
+            "position_names": list(self.position_names),
+            "attributes": list(self.attributes),
+            "groups": groups,
+        }
+        return tensors, meta
+
+    @classmethod
+    def from_artifact(cls, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> PromptSet:
+        if meta.get("version") != ARTIFACT_VERSION:
+            raise ValueError(f"prompt set artifact version {meta.get('version')!r}, expected {ARTIFACT_VERSION}")
+        names = tuple(meta["position_names"])
+        groups: dict[str, tuple[Prompt, ...]] = {}
+        for name, g in meta["groups"].items():
+            ids, answer_ids, distractor_ids = (_unragged(tensors[f"{name}.{f}"], tensors[f"{name}.{f}.lengths"]) for f in ("ids", "answer_ids", "distractor_ids"))
+            positions = tensors[f"{name}.positions"].tolist()
+            groups[name] = tuple(
+                Prompt(
+                    text=g["texts"][i],
+                    ids=ids[i],
+                    positions=dict(zip(names, positions[i])),
+                    answers=tuple(g["answers"][i]),
+                    answer_ids=answer_ids[i],
+                    distractors=tuple(g["distractors"][i]),
+                    distractor_ids=distractor_ids[i],
+                    assignment={k: v for k, v in g["assignments"][i]},
+                    split=g["splits"][i],
+                )
+                for i in range(len(g["texts"]))
+            )
+        attributes = tuple(meta["attributes"])
+        return cls(
+            task=meta["task"],
+            seed=meta["seed"],
+            position_names=names,
+            attributes=attributes,
+            prompts=groups["clean"],
+            counterfactual=groups.get(COUNTERFACTUAL, ()),
+            twins={a: groups[f"twin:{a}"] for a in attributes},
+        )
+
+    def meta_json(self) -> str:
+        """The JSON half of the artifact, canonical (sorted keys), for byte-exact storage."""
+        return json.dumps(self.to_artifact()[1], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def ordinal(n: int) -> str:
-    if n == -1:
-        return "last"
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
+def _ragged(rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    flat = torch.tensor([x for row in rows for x in row], dtype=torch.int64)
+    return flat, torch.tensor([len(row) for row in rows], dtype=torch.int64)
 
+
+def _unragged(flat: torch.Tensor, lengths: torch.Tensor) -> list[tuple[int, ...]]:
+    values, out, start = flat.tolist(), [], 0
+    for n in lengths.tolist():
+        out.append(tuple(values[start : start + n]))
+        start += n
+    return out
+
+
+def pad(prompts: Sequence[Prompt], pad_id: int, side: str = "left") -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """A batch: ids (B, T), attention mask (B, T), and each named position as (B,) indices into
+    the padded rows (shifted by the padding when it is on the left)."""
+    width = max(len(p.ids) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.int64)
+    mask = torch.zeros((len(prompts), width), dtype=torch.int64)
+    shift = []
+    for row, p in enumerate(prompts):
+        start = width - len(p.ids) if side == "left" else 0
+        ids[row, start : start + len(p.ids)] = torch.tensor(p.ids, dtype=torch.int64)
+        mask[row, start : start + len(p.ids)] = 1
+        shift.append(start)
+    names = prompts[0].positions.keys() if prompts else ()
+    positions = {n: torch.tensor([p.positions[n] + s for p, s in zip(prompts, shift)], dtype=torch.int64) for n in names}
+    return ids, mask, positions
+
+
+# --- building ---------------------------------------------------------------------------------
+
+
+class _Problems:
+    """Diagnostics collected while building, one per distinct problem (not one per prompt)."""
+
+    LIMIT = 20
+
+    def __init__(self) -> None:
+        self.found: dict[Any, Diagnostic] = {}
+
+    def add(self, key: Any, error: SpecError) -> None:
+        if key not in self.found and len(self.found) < self.LIMIT:
+            self.found[key] = error.diagnostics[0]
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise SpecError(self.found.values())
+
+
+class _Tokens:
+    """The tokenizer, with what the build needs from it: ids with character spans, and the one id
+    of an answer string."""
+
+    def __init__(self, tokenizer: Any):
+        if not getattr(tokenizer, "is_fast", False):
+            raise TypeError("build_prompt_set needs a fast (Rust-backed) tokenizer: positions are found through its offsets mapping")
+        self.tokenizer = tokenizer
+        self._single: dict[str, list[int]] = {}
+
+    def encode(self, text: str, special: bool = True) -> tuple[list[int], list[tuple[int, int]]]:
+        enc = self.tokenizer(text, add_special_tokens=special, return_offsets_mapping=True)
+        # Spans without leading whitespace: byte-level BPE tokens such as " Mary" may or may not
+        # include the space in their offsets, depending on the tokenizer's trim_offsets.
+        spans = []
+        for start, end in enc["offset_mapping"]:
+            while start < end and text[start].isspace():
+                start += 1
+            spans.append((start, end))
+        return list(enc["input_ids"]), spans
+
+    def answer_ids(self, text: str, answer: str) -> list[int]:
+        """The tokens of `answer` as a continuation of the prompt `text`. Alone first (cached);
+        in context when alone it is not one token, since sentencepiece tokenizers prefix a space
+        marker to a string that starts a text but not to one that continues it."""
+        if answer not in self._single:
+            self._single[answer] = self.encode(answer, special=False)[0]
+        alone = self._single[answer]
+        if len(alone) == 1:
+            return alone
+        prefix = self.encode(text, special=False)[0]
+        whole = self.encode(text + answer, special=False)[0]
+        if whole[: len(prefix)] == prefix and len(whole) == len(prefix) + 1:
+            return whole[len(prefix) :]
+        return alone
+
+    def pieces(self, ids: Sequence[int]) -> list[str]:
+        return [self.tokenizer.decode([i]) for i in ids]
+
+
+def _where(task: Task, assignment: Mapping[str, Value]) -> str:
+    index = int(assignment[TEMPLATE_VARIABLE])
+    return f"template {index} (line {task.templates[index].origin.line})"
+
+
+def _resolve(task: Task, position: Position, text: str, ids: Sequence[int], spans: Sequence[tuple[int, int]], assignment: Mapping[str, Value]) -> int:
+    where = _where(task, assignment)
+    text_tokens = [i for i, (s, e) in enumerate(spans) if e > s]
+    if position.kind == "last":
+        index = len(ids) - 1
+    elif position.kind == "first":
+        # The first token of the text itself, after any beginning-of-sequence token.
+        index = text_tokens[0] if text_tokens else 0
+    else:
+        var = position.variable
+        value = str(assignment[var])
+        found = _occurrences(value, text, spans)
+        if not found:
+            inside = value and value in text
+            how = "occurs only inside longer tokens of" if inside else "does not occur in"
+            raise SpecError.at(position.origin, f"position {position.name}: {var} = {value!r} {how} the prompt {text!r} from {where}")
+        n = position.occurrence
+        if n > len(found) or n == 0 or n < -len(found):
+            times = "once" if len(found) == 1 else f"{len(found)} times"
+            raise SpecError.at(
+                position.origin,
+                f"position {position.name}: there is no {ordinal(n)} occurrence of {var} = {value!r} in the prompt {text!r} from {where}; it occurs {times}",
+            )
+        covering = found[n - 1] if n > 0 else found[n]
+        index = covering[0] if position.token == "first" else covering[-1]
+    moved = index + position.offset
+    if not 0 <= moved < len(ids):
+        raise SpecError.at(
+            position.origin,
+            f"position {position.name}: token {index} moved by {position.offset:+d} falls outside the {len(ids)} tokens of the prompt {text!r} from {where}",
+        )
+    return moved
+
+
+def _occurrences(value: str, text: str, spans: Sequence[tuple[int, int]]) -> list[list[int]]:
+    """The tokens covering each occurrence of `value` in `text` that starts and ends on token
+    boundaries (so "Ann" is not found inside a token "Anna"), in order of appearance."""
+    if not value:
+        return []
+    out, start = [], text.find(value)
+    while start != -1:
+        end = start + len(value)
+        splits = any(s < start < e or s < end < e for s, e in spans)
+        covering = [i for i, (s, e) in enumerate(spans) if s < end and e > start and e > s]
+        if not splits and covering:
+            out.append(covering)
+        start = text.find(value, start + 1)
+    return out
+
+
+def _prompt(task: Task, tokens: _Tokens, assignment: Assignment, split: str, problems: _Problems) -> Prompt | None:
+    try:
+        text = render(task, assignment)
+        answers, distractors = render_answer(task, assignment)
+    except SpecError as e:
+        problems.add(("render", e.diagnostics[0].message), e)
+        return None
+    ids, spans = tokens.encode(text)
+    positions = {}
+    for position in task.positions:
+        try:
+            positions[position.name] = _resolve(task, position, text, ids, spans, assignment)
+        except SpecError as e:
+            problems.add(("position", position.name, assignment[TEMPLATE_VARIABLE], position.variable and str(assignment[position.variable])), e)
+    side_ids: dict[str, list[int]] = {"answer": [], "distractor": []}
+    for what, strings in (("answer", answers), ("distractor", distractors)):
+        for s in strings:
+            got = tokens.answer_ids(text, s)
+            if len(got) != 1:
+                pieces = " + ".join(repr(p) for p in tokens.pieces(got)) or "nothing"
+                problems.add(
+                    (what, s),
+                    SpecError.at(
+                        task.answer.origin,
+                        f"{what} {s!r} (for {show_env(assignment)}, {_where(task, assignment)}) is {len(got)} tokens, {pieces}; each {what} must be exactly one token",
+                        hint="choose values that are a single token for this model's tokenizer",
+                    ),
+                )
+            else:
+                side_ids[what].append(got[0])
+    if len(positions) < len(task.positions) or len(side_ids["answer"]) < len(answers) or len(side_ids["distractor"]) < len(distractors):
+        return None
+    return Prompt(
+        text=text,
+        ids=tuple(ids),
+        positions=positions,
+        answers=answers,
+        answer_ids=tuple(side_ids["answer"]),
+        distractors=distractors,
+        distractor_ids=tuple(side_ids["distractor"]),
+        assignment=dict(assignment),
+        split=split,
+    )
+
+
+def build_prompt_set(task: Task, tokenizer: Any) -> PromptSet:
+    """The task's prompt set for this tokenizer: `task.samples` prompts split train/test, each
+    with its counterfactual twin and one twin per attribute. Byte-for-byte deterministic in
+    `task.seed`. Raises one SpecError listing every problem found."""
+    tokens = _Tokens(tokenizer)
+    problems = _Problems()
+    drawn = sample_split(task)
+    domains = split_domains(task)
+    rules: list[tuple[str, tuple[str, ...], bool]] = []
+    if task.counterfactual:
+        rules.append((COUNTERFACTUAL, task.counterfactual, False))
+    rules += [(f"twin:{a}", (a,), True) for a in task.attributes]
+    groups: dict[str, list[Prompt | None]] = {"clean": [_prompt(task, tokens, a, s, problems) for a, s in drawn]}
+    for name, change, must_change in rules:
+        rng = rng_for(task.seed, name)
+        group: list[Prompt | None] = []
+        for assignment, split in drawn:
+            other = twin(task, assignment, change, domains[split], rng, must_change)
+            if other is None:
+                problems.add((name,), _no_twin(task, name, change, assignment, split))
+                group.append(None)
+            else:
+                group.append(_prompt(task, tokens, other, split, problems))
+        groups[name] = group
+    problems.raise_any()
+    done = {name: tuple(p for p in group if p is not None) for name, group in groups.items()}
+    return PromptSet(
+        task=task.name,
+        seed=task.seed,
+        position_names=tuple(p.name for p in task.positions),
+        attributes=task.attributes,
+        prompts=done["clean"],
+        counterfactual=done.get(COUNTERFACTUAL, ()),
+        twins={a: done[f"twin:{a}"] for a in task.attributes},
+    )
+
+
+def _no_twin(task: Task, name: str, change: tuple[str, ...], assignment: Mapping[str, Value], split: str) -> SpecError:
+    if name == COUNTERFACTUAL:
+        return SpecError.at(
+            task.origin,
+            f"task {task.name}: `counterfactual resample {', '.join(change)}` finds no different assignment for {show_env(assignment)} within the constraints ({split} split)",
+        )
+    (attr,) = change
+    origin = task.templates[int(assignment[attr])].origin if attr == TEMPLATE_VARIABLE else task.variable(attr).origin
+    return SpecError.at(
+        origin,
+        f"task {task.name}: attribute {attr} cannot change alone in {show_env(assignment)}: no other value of it satisfies the constraints with the other variables kept",
+    )
