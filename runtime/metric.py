@@ -1,0 +1,33 @@
+"""The task metric at the final position (METHOD.md notation: m(p)).
+
+m = logsumexp(logits[answers]) - logsumexp(logits[distractors]). For single-token answers this is
+the logit difference answer - distractor; for token sets it is the difference of log-probability
+mass (the softmax normaliser cancels in both), so one differentiable formula serves every task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def _padded(ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(row) for row in ids)
+    index = torch.zeros(len(ids), width, dtype=torch.long)
+    valid = torch.zeros(len(ids), width, dtype=torch.bool)
+    for r, row in enumerate(ids):
+        index[r, : len(row)] = torch.tensor(row, dtype=torch.long)
+        valid[r, : len(row)] = True
+    return index, valid
+
+
+def _mass(logits: torch.Tensor, ids: Sequence[Sequence[int]]) -> torch.Tensor:
+    index, valid = _padded(ids)
+    picked = logits.gather(1, index.to(logits.device))
+    return picked.masked_fill(~valid.to(logits.device), float("-inf")).logsumexp(dim=1)
+
+
+def task_metric(logits: torch.Tensor, answer_ids: Sequence[Sequence[int]], distractor_ids: Sequence[Sequence[int]]) -> torch.Tensor:
+    """`logits` (B, V) at the final position; one answer and one distractor id list per row."""
+    return _mass(logits, answer_ids) - _mass(logits, distractor_ids)

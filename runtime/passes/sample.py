@@ -1,0 +1,23 @@
+"""The sample pass: the task's prompt set, tokenized with the model's tokenizer (no weights)."""
+
+from __future__ import annotations
+
+from sagec.plan import Node, SampleParams
+
+from runtime.cache import Artifact
+from runtime.prompts import PromptSet, build_prompt_set
+
+
+def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
+    params: SampleParams = node.params
+    from runtime.models import load_tokenizer
+
+    tokenizer = ctx.resource("tokenizer", params.model.name, lambda: load_tokenizer(params.model))
+    prompts = build_prompt_set(params.task, tokenizer)
+    tensors, meta = prompts.to_artifact()
+    ctx.reporter.detail(f"{node.id}: {len(prompts.prompts)} prompts, twins {', '.join(prompts.groups())}")
+    return Artifact({"prompt_set": meta, "summary": prompts.summary(examples=2)}, tensors)
+
+
+def prompt_set(artifact: Artifact) -> PromptSet:
+    return PromptSet.from_artifact(artifact.tensors, artifact.meta["prompt_set"])
