@@ -388,7 +388,12 @@ def _prompt(task: Task, tokens: _Tokens, assignment: Assignment, split: str, pro
     for what, strings in (("answer", answers), ("distractor", distractors)):
         for s in strings:
             got = tokens.answer_ids(text, s)
-            if len(got) != 1:
+            if len(got) == 1 and got[0] == tokens.tokenizer.unk_token_id:
+                problems.add(
+                    (what, s),
+                    SpecError.at(task.answer.origin, f"{what} {s!r} (for {show_env(assignment)}, {_where(task, assignment)}) is not in the tokenizer's vocabulary: it encodes to the unknown token"),
+                )
+            elif len(got) != 1:
                 pieces = " + ".join(repr(p) for p in tokens.pieces(got)) or "nothing"
                 problems.add(
                     (what, s),
