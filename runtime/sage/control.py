@@ -21,14 +21,24 @@ def greedy_edits(f_source: torch.Tensor, f_target: torch.Tensor, w_dec: torch.Te
     than k latents differ between p and p' (the edit then simply stops growing).
 
     Vectorised over pairs: ||S + d_j - t||^2 = ||S - t||^2 + 2 df_j (W_dec[j] . (S - t)) +
-    df_j^2 ||W_dec[j]||^2, so each step needs one (N, d) x (d, d_sae) product.
+    df_j^2 ||W_dec[j]||^2, so each step needs one (N, d) x (d, L) product over the L latents that differ on some pair.
     """
+    # Only latents that differ on some pair can be chosen: restricting to them (a few hundred of
+    # a wide SAE's thousands) shrinks every step's product without changing a choice.
+    differing = torch.nonzero((f_target != f_source).any(dim=0)).flatten()
+    edits, chosen = _greedy(f_source[:, differing], f_target[:, differing], w_dec[differing], true_delta, ks)
+    return edits, torch.where(chosen >= 0, differing[chosen.clamp_min(0)], chosen)
+
+
+def _greedy(f_source: torch.Tensor, f_target: torch.Tensor, w_dec: torch.Tensor, true_delta: torch.Tensor, ks: Sequence[int]) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
     delta_f = (f_target - f_source).to(w_dec.dtype)
-    n, _ = delta_f.shape
-    norms = w_dec.pow(2).sum(dim=1)
+    n = delta_f.shape[0]
     running = torch.zeros(n, w_dec.shape[1], dtype=w_dec.dtype)
-    available = delta_f != 0
     chosen = torch.full((n, max(ks)), -1, dtype=torch.long)
+    if delta_f.shape[1] == 0:  # no latent differs on any pair: every edit is empty
+        return {k: running.clone() for k in ks}, chosen
+    norms = w_dec.pow(2).sum(dim=1)
+    available = delta_f != 0
     edits: dict[int, torch.Tensor] = {}
     rows = torch.arange(n)
     for step in range(max(ks)):

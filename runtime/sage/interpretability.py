@@ -13,6 +13,7 @@ P_{i,v} = {p : v_i(p) = v} a property's prompt set, F1 = 2 |A ∩ P| / (|A| + |P
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -93,7 +94,8 @@ def value_centric(active: torch.Tensor, attributes: Mapping[str, Sequence[Value]
                     value=value,
                     latent=j,
                     f1=float(f1[j, v]),
-                    precision=float(tp[j, v] / size_a[j]) if size_a[j] > 0 else 0.0,
+                    # No latent active at all: precision is undefined, not 0.
+                    precision=float(tp[j, v] / size_a[j]) if size_a[j] > 0 else math.nan,
                     recall=float(tp[j, v] / size_p[v]),
                     latents_above_threshold=int((f1[:, v] >= threshold).sum()),
                 )

@@ -43,6 +43,23 @@ def undefined(reason: str, n: int = 0) -> Estimate:
 Statistic = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
 
 
+def resample(columns: Mapping[str, torch.Tensor], statistic: Statistic, *, seed: int = 0, n_boot: int = N_BOOT) -> tuple[float, torch.Tensor, int]:
+    """The statistic on the full-sample column means, its n_boot replicates on prompts resampled
+    with replacement, and the prompt count. The same seed and count draw the same resamples, so
+    estimates over one set of prompts are paired."""
+    lengths = {len(c) for c in columns.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"columns differ in length: {sorted(lengths)}")
+    n = lengths.pop()
+    if n == 0:
+        return math.nan, torch.zeros(0, dtype=torch.float64), 0
+    data = {k: v.detach().to(torch.float64) for k, v in columns.items()}
+    point = float(statistic({k: v.mean().reshape(1) for k, v in data.items()})[0])
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randint(0, n, (n_boot, n), generator=generator)
+    return point, statistic({k: v[index].mean(dim=1) for k, v in data.items()}), n
+
+
 def bootstrap(columns: Mapping[str, torch.Tensor], statistic: Statistic, *, seed: int = 0, n_boot: int = N_BOOT, level: float = LEVEL) -> Estimate:
     """`statistic` maps column means (each of shape (B,)) to B values of the statistic.
 
@@ -50,17 +67,9 @@ def bootstrap(columns: Mapping[str, torch.Tensor], statistic: Statistic, *, seed
     interval of the bootstrap replicates (NaN replicates, e.g. a zero denominator in a resample,
     are dropped; if most are NaN the interval is reported as undefined).
     """
-    lengths = {len(c) for c in columns.values()}
-    if len(lengths) != 1:
-        raise ValueError(f"columns differ in length: {sorted(lengths)}")
-    n = lengths.pop()
+    point, replicates, n = resample(columns, statistic, seed=seed, n_boot=n_boot)
     if n == 0:
         return undefined("no prompts", 0)
-    data = {k: v.detach().to(torch.float64) for k, v in columns.items()}
-    point = float(statistic({k: v.mean().reshape(1) for k, v in data.items()})[0])
-    generator = torch.Generator().manual_seed(seed)
-    index = torch.randint(0, n, (n_boot, n), generator=generator)
-    replicates = statistic({k: v[index].mean(dim=1) for k, v in data.items()})
     finite = replicates[torch.isfinite(replicates)]
     if math.isnan(point):
         return Estimate(math.nan, math.nan, math.nan, n, "undefined on the full sample (zero denominator)")

@@ -1,0 +1,58 @@
+"""Every number the ground-truth and score passes report: its direction and what it means.
+
+One table, keyed by metric name, so results.json and the report describe a number the same way
+wherever it appears. `direction` says which way is better; None marks a count where neither is
+(a value spread over exactly one latent is ideal, none means occluded, several over-split).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from runtime.sage.statistics import Estimate
+
+
+@dataclass(frozen=True)
+class Metric:
+    direction: Literal["higher", "lower"] | None
+    description: str
+
+
+METRICS: dict[str, Metric] = {
+    # Task metric under each condition (mean over test prompts).
+    "clean_metric": Metric("higher", "mean task metric (answer minus distractor) without intervention"),
+    "ablated_metric": Metric("lower", "mean task metric with every cross-section mean-ablated to u_0"),
+    "spliced_metric": Metric("higher", "mean task metric with the cross-sections replaced by the reconstruction"),
+    # Validation (METHOD.md section 3, and section 5 for SAEs).
+    "sufficiency": Metric("higher", "LD_interv / LD_clean with the reconstruction patched in; 1 means it suffices"),
+    "logit_diff_recovered": Metric("higher", "1 - |LD_clean - LD_interv| / |LD_clean - LD_abl|; 1 means no loss against mean ablation"),
+    "necessity": Metric("higher", "1 - |LD_abl - LD_interv| / |LD_abl - LD_clean| with the features removed; 1 means the task fails without them"),
+    # Control.
+    "edit_success": Metric("higher", "fraction of pairs whose argmax under the edit equals that under patching in the twin's activations"),
+    "no_intervention_agreement": Metric("lower", "fraction of pairs whose clean argmax already equals the target's: the floor edit success must beat"),
+    "edit_magnitude": Metric("lower", "weight, in the prompt's reconstruction, of what the edit removes (mean over sites)"),
+    "min_k": Metric("lower", "smallest k in control.KS whose sparse edit success reaches the supervised dictionary's"),
+    # Variance.
+    "explained_variance": Metric("higher", "1 - sum ||a - a_hat||^2 / sum ||a - mean a||^2 over test prompts"),
+    "attribute_variance_explained": Metric("higher", "explained variance of a by u_0 + u_{i,v_i(p)}: how much of the cross-section attribute i carries"),
+    # SAE anatomy.
+    "l0": Metric("lower", "mean number of nonzero latents per prompt"),
+    "dead_fraction": Metric("lower", "fraction of latents nonzero on no test prompt"),
+    # Interpretability (F1 of a latent's active set {f > 0} against a property's prompt set).
+    "feature_centric": Metric("higher", "fraction of active latents whose best property (a value or a union of values) has F1 >= 0.8"),
+    "value_centric": Metric("higher", "fraction of attribute values whose best latent has F1 >= 0.8"),
+    "best_f1": Metric("higher", "F1 of the value's best latent"),
+    "precision": Metric("higher", "of the prompts the value's best latent is active on, the fraction carrying the value (null if it is never active)"),
+    "recall": Metric("higher", "of the prompts carrying the value, the fraction its best latent is active on"),
+    "latents_above_threshold": Metric(None, "latents with F1 >= 0.8 for the value: 1 is ideal, 0 means occluded, more means over-split"),
+    # Alignment.
+    "best_cosine": Metric("higher", "mean over supervised codes u_{i,v} of the cosine with the closest decoder row"),
+    "matched_cosine": Metric("higher", "mean cosine under a one-to-one (Hungarian) matching of codes to decoder rows"),
+}
+
+
+def described(name: str, estimate: Estimate) -> dict:
+    """An estimate as plain JSON with its direction and description."""
+    metric = METRICS[name]
+    return {**estimate.to_json(), "direction": metric.direction, "description": metric.description}
