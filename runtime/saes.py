@@ -1,0 +1,309 @@
+"""Loading SAEs through sae_lens, and where in the model each one reads.
+
+Three sources: a sae_lens release (`SAE.from_pretrained`, names checked offline against sae_lens's
+bundled directory before anything is downloaded), a folder in sae_lens's on-disk format
+(`SAE.load_from_disk`), and a zoo SAE (a folder the zoo builds, loaded the same way).
+
+The hook an SAE reads comes from its own config and is mapped to the location vocabulary:
+TransformerLens hook names (`blocks.3.hook_resid_pre`) are the same for every architecture; HF
+module names (`model.layers.3.mlp`) go through the family tables of runtime/architectures.py.
+A spec's `hook` overrides both. An SAE trained on every head's z of a layer at once (TL
+`blocks.L.attn.hook_z`) has no single location: its input is head_z L.0 .. L.(n-1)
+concatenated, which `LoadedSae.sites` spells out once the model's head count is known.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runtime.architectures import FAMILIES, GEMMA2, GPT2, GPT_NEOX, LLAMA, Architecture, Family
+from sagec.diagnostics import SpecError
+from sagec.locations import Location
+from sagec.spec import Origin, Sae
+
+WEIGHTS_FILE = "sae_weights.safetensors"
+CONFIG_FILE = "cfg.json"
+
+
+@dataclass(frozen=True)
+class LoadedSae:
+    """A loaded SAE and the facts the passes need about it.
+
+    `location` is where it reads, or None for an SAE over every head's z of layer `layer` (then
+    `all_heads_z`); `sites` gives the locations its input concatenates in either case.
+    `identity` keys caches: release, id and sae_lens version, or the folder and the sha256 of its
+    weights."""
+
+    name: str
+    sae: Any  # a sae_lens SAE (StandardSAE, TopKSAE, ...), in eval mode
+    location: Location | None
+    layer: int
+    all_heads_z: bool
+    hook: str  # what the location was read from: the spec's `hook` or the config's hook name
+    d_in: int
+    d_sae: int
+    architecture: str  # sae_lens's name: "standard", "topk", "jumprelu", ...
+    identity: Mapping[str, str]
+    origin: Origin
+
+    def sites(self, arch: Architecture) -> tuple[Location, ...]:
+        if self.location is not None:
+            return (self.location,)
+        return tuple(Location("head_z", self.layer, h) for h in range(arch.n_heads))
+
+
+# --- the hook ---------------------------------------------------------------------------------
+
+_TL = re.compile(r"^blocks\.(\d+)\.(hook_resid_pre|hook_resid_mid|hook_resid_post|hook_attn_out|hook_mlp_out|attn\.hook_z|hook_z|attn\.hook_result)$")
+_TL_COMPONENT = {
+    "hook_resid_pre": "resid_pre",
+    "hook_resid_mid": "resid_mid",
+    "hook_resid_post": "resid_post",
+    "hook_attn_out": "attn_out",
+    "hook_mlp_out": "mlp_out",
+}
+
+# Modules whose output equals one of the family's own sites in eval mode (dropouts are
+# identities), so SAEs trained on them read the same tensor. Gemma-2 has none: its attention and
+# MLP outputs are normalised before they reach the residual stream.
+_HF_ALIASES: dict[str, dict[str, str]] = {
+    GPT2.name: {"attn.c_proj": "attn_out", "mlp.c_proj": "mlp_out"},
+    GPT_NEOX.name: {"attention": "attn_out", "attention.dense": "attn_out", "mlp": "mlp_out"},
+    LLAMA.name: {"self_attn.o_proj": "attn_out", "mlp.down_proj": "mlp_out"},
+    GEMMA2.name: {},
+}
+
+
+class UnknownHook(ValueError):
+    pass
+
+
+def tl_location(hook: str, head: int | None = None) -> tuple[Location | None, int] | None:
+    """A TransformerLens hook name as (location, layer); location None means every head's z.
+    None if the name is not a TL name sagec knows."""
+    m = _TL.match(hook)
+    if not m:
+        return None
+    layer, site = int(m.group(1)), m.group(2)
+    if site in _TL_COMPONENT:
+        return Location(_TL_COMPONENT[site], layer), layer
+    if site.endswith("hook_z"):
+        return (Location("head_z", layer, head) if head is not None else None), layer
+    if head is None:  # hook_result stacks every head's d_model-wide output: no single location
+        raise UnknownHook(f"{hook!r} without a head index holds every head's output at once; sagec reads one head's (`head L.H`)")
+    return Location("head", layer, head), layer
+
+
+def hf_location(module: str, family: Family | None = None) -> Location | None:
+    """An HF module name (whose output the SAE read) as a location, through the family tables.
+    `model.layers.L.mlp` means mlp_out in Llama but not in Gemma-2, so without the family a name
+    maps only if every family that could own it agrees."""
+    answers: dict[str, Location | None] = {}
+    for fam in FAMILIES if family is None else (family,):
+        prefix = fam.layers + "."
+        layer_text, _, rest = module[len(prefix) :].partition(".") if module.startswith(prefix) else ("", "", "")
+        if layer_text.isdigit():
+            sites = {"": "resid_post", fam.attn_site: "attn_out", fam.mlp_site: "mlp_out", **_HF_ALIASES[fam.name]}
+            answers[fam.name] = Location(sites[rest], int(layer_text)) if rest in sites else None
+    if len(set(answers.values())) > 1:
+        raise UnknownHook(f"{module!r} means different things in {' and '.join(answers)}; load the SAE with the model's architecture, or give `hook`")
+    return next(iter(answers.values()), None)
+
+
+def config_location(metadata: Any, family: Family | None = None) -> tuple[Location | None, int, str]:
+    """(location, layer, hook name) from an SAE config's metadata: the TL hook name first (it
+    means the same in every architecture), then `hf_hook_name`, then `hook_name` as an HF name
+    (sae_lens stores the HF module name there when it trained through an HF model)."""
+    hook = getattr(metadata, "hook_name", None)
+    hf_hook = getattr(metadata, "hf_hook_name", None)
+    head = getattr(metadata, "hook_head_index", None)
+    if hook:
+        tl = tl_location(hook, head)
+        if tl is not None:
+            return tl[0], tl[1], hook
+    for name in (hf_hook, hook):
+        if name:
+            loc = hf_location(name, family)
+            if loc is not None:
+                return loc, loc.layer, name
+    names = " or ".join(repr(n) for n in (hook, hf_hook) if n) or "no hook name"
+    raise UnknownHook(f"its config gives {names}, which is not a location sagec knows")
+
+
+# --- sources ----------------------------------------------------------------------------------
+
+
+def check_source(sae: Sae) -> None:
+    """Everything about an SAE's source that can be checked offline without loading weights:
+    a sae_lens release and id against the bundled directory, a folder's files, a zoo name."""
+    if sae.source == "sae_lens":
+        _check_pretrained(sae)
+    elif sae.source == "path":
+        _check_folder(sae, Path(sae.ref or ""))
+    elif sae.source == "zoo":
+        _zoo_folder(sae, build=False)
+    else:
+        raise SpecError.at(sae.origin, f"SAE {sae.name}: unknown source {sae.source!r}")
+    if sae.hook is not None:
+        _override(sae)
+
+
+def _check_pretrained(sae: Sae) -> None:
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    directory = get_pretrained_saes_directory()
+    release, sae_id = sae.release or "", sae.sae_id or ""
+    if release not in directory:
+        repo_releases = [r for r, entry in directory.items() if entry.repo_id == release]
+        if repo_releases:
+            raise SpecError.at(sae.origin, f"SAE {sae.name}: {release!r} is a Hugging Face repo; sae_lens names it as release {repo_releases[0]!r}", hint=f"use release {repo_releases[0]!r}")
+        raise SpecError.at(sae.origin, f"SAE {sae.name}: sae_lens has no release {release!r}", hint=_closest(release, list(directory), "release"))
+    ids = list(directory[release].saes_map)
+    if sae_id not in ids:
+        raise SpecError.at(sae.origin, f"SAE {sae.name}: sae_lens release {release!r} has no SAE id {sae_id!r} ({len(ids)} ids)", hint=_closest(sae_id, ids, "id"))
+
+
+def _closest(name: str, valid: list[str], what: str) -> str:
+    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
+    if close:
+        return "did you mean " + " or ".join(repr(c) for c in close) + "?"
+    shown = ", ".join(repr(v) for v in sorted(valid)[:8])
+    return f"valid {what}s include {shown}" + (", ..." if len(valid) > 8 else "") + " (`sagec ls saes` lists them)"
+
+
+def _check_folder(sae: Sae, folder: Path) -> None:
+    if not (folder / CONFIG_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
+        what = "does not exist" if not folder.exists() else f"has no {CONFIG_FILE} and {WEIGHTS_FILE} (sae_lens's on-disk format)"
+        raise SpecError.at(sae.origin, f"SAE {sae.name}: the folder {str(folder)!r} {what}")
+
+
+def _zoo_folder(sae: Sae, build: bool) -> Path | None:
+    """The zoo's folder for this SAE (built on first use when `build`). The zoo module is
+    imported only here: it may pull in training code."""
+    from runtime.zoo import saes as zoo
+
+    names = list(zoo.names())
+    if sae.ref not in names:
+        known = ", ".join(repr(n) for n in names) or "none"
+        close = difflib.get_close_matches(sae.ref or "", names, n=3, cutoff=0.5)
+        hint = ("did you mean " + " or ".join(repr(c) for c in close) + "?") if close else None
+        raise SpecError.at(sae.origin, f"SAE {sae.name}: the zoo has no SAE {sae.ref!r}; it has {known}", hint=hint)
+    return Path(zoo.folder(sae.ref)) if build else None
+
+
+def _override(sae: Sae) -> Location:
+    try:
+        return Location.parse(sae.hook or "")
+    except ValueError as e:
+        raise SpecError.at(sae.origin, f"SAE {sae.name}: hook {sae.hook!r}: {e}") from None
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def load_sae(sae: Sae, architecture: Architecture | None = None, device: str = "cpu", dtype: str | None = None) -> LoadedSae:
+    """Load an SAE and find where it reads. `architecture` (the model's) settles HF module names
+    that differ between families; TL names and a spec's `hook` need none."""
+    check_source(sae)
+    if sae.source == "sae_lens":
+        model = _from_pretrained(sae, device, dtype)
+        identity = {"source": "sae_lens", "release": sae.release or "", "id": sae.sae_id or "", "sae_lens": _sae_lens_version()}
+    else:
+        folder = Path(sae.ref or "") if sae.source == "path" else _zoo_folder(sae, build=True)
+        assert folder is not None
+        _check_folder(sae, folder)
+        model = _from_disk(sae, folder, device, dtype)
+        identity = {"source": sae.source, "folder": str(folder.resolve()), "sha256": sha256_file(folder / WEIGHTS_FILE)}
+        if sae.source == "zoo":
+            identity["name"] = sae.ref or ""
+    model.eval()
+    cfg = model.cfg
+    if sae.hook is not None:
+        location, hook = _override(sae), sae.hook
+        layer, all_heads = location.layer, False
+    else:
+        try:
+            location, layer, hook = config_location(cfg.metadata, architecture.family if architecture else None)
+        except UnknownHook as e:
+            raise SpecError.at(sae.origin, f"SAE {sae.name}: cannot tell where it reads: {e}", hint='give the location in the spec, e.g. hook "resid_pre 3"') from None
+        all_heads = location is None
+    return LoadedSae(
+        name=sae.name,
+        sae=model,
+        location=location,
+        layer=layer,
+        all_heads_z=all_heads,
+        hook=hook,
+        d_in=int(cfg.d_in),
+        d_sae=int(cfg.d_sae),
+        architecture=str(cfg.architecture()),
+        identity=identity,
+        origin=sae.origin,
+    )
+
+
+def _from_pretrained(sae: Sae, device: str, dtype: str | None) -> Any:
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+    from sae_lens import SAE
+
+    try:
+        return SAE.from_pretrained(sae.release, sae.sae_id, device=device, dtype=dtype or "float32")
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as e:
+        offline = "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") else "the hub could not be reached"
+        raise SpecError.at(
+            sae.origin,
+            f"SAE {sae.name}: sae_lens release {sae.release!r} id {sae.sae_id!r} is valid but not in the local Hugging Face cache, and no hub is reachable ({offline}; {type(e).__name__})",
+            hint="download it once where the hub is reachable, or use a local SAE (`source path`) or a zoo SAE (`source zoo`)",
+        ) from None
+
+
+def _from_disk(sae: Sae, folder: Path, device: str, dtype: str | None) -> Any:
+    from sae_lens import SAE
+
+    try:
+        return SAE.load_from_disk(str(folder), device=device, dtype=dtype)
+    except (ValueError, KeyError, OSError) as e:
+        raise SpecError.at(sae.origin, f"SAE {sae.name}: sae_lens cannot load {str(folder)!r}: {e}") from None
+
+
+def _sae_lens_version() -> str:
+    import sae_lens
+
+    return str(sae_lens.__version__)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- fitting the model ------------------------------------------------------------------------
+
+
+def check_fits(loaded: LoadedSae, architecture: Architecture, model_name: str = "the model") -> None:
+    """Reject an SAE whose hook or width does not fit the model, before any forward pass."""
+    where = str(loaded.location) if loaded.location is not None else f"every head's z of layer {loaded.layer}"
+    if loaded.layer >= architecture.n_layers:
+        raise SpecError.at(
+            loaded.origin,
+            f"SAE {loaded.name} reads {where} (hook {loaded.hook!r}), but {model_name} has {architecture.n_layers} layers (0..{architecture.n_layers - 1})",
+        )
+    if loaded.location is not None and loaded.location.head is not None and loaded.location.head >= architecture.n_heads:
+        raise SpecError.at(loaded.origin, f"SAE {loaded.name} reads {where}, but {model_name} has {architecture.n_heads} heads per layer")
+    width = sum(architecture.width(site) for site in loaded.sites(architecture))
+    if loaded.d_in != width:
+        what = f"{architecture.n_heads} heads x d_head {architecture.d_head}" if loaded.all_heads_z else f"{architecture.width(loaded.location)} wide"  # type: ignore[arg-type]
+        raise SpecError.at(
+            loaded.origin,
+            f"SAE {loaded.name} has d_in {loaded.d_in} at {where} (hook {loaded.hook!r}), but {model_name} ({architecture.family.name}, d_model {architecture.d_model}) is {what} there ({width})",
+        )
