@@ -1,0 +1,214 @@
+"""The forward engine the passes share: batched reads, patches and gradients over ragged prompts.
+
+Prompts arrive as ragged token-id lists with per-prompt positions (indices into the unpadded
+prompt). Batches are padded on the left, so every prompt's final token is column -1 and the
+metric reads `logits[:, -1]`; position ids are counted from each prompt's first real token, so a
+padded row computes exactly what the prompt alone would (absolute position embeddings included).
+Prompts are sorted by length before batching to waste little compute on padding; results come
+back in the caller's order.
+
+Everything a pass needs at a set of locations comes out of one forward per batch: `collect`
+gathers activations at the named positions only (not the whole (B, T, d) tensors), and
+`patched_logits` applies any number of patches in one forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import nnsight
+import torch
+
+from runtime.locations import Write, access
+from runtime.models import LoadedModel
+from sagec.locations import Location
+
+Key = tuple[Location, str]  # (location, position name)
+MetricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (final logits (B, V), prompt indices (B,)) -> (B,)
+
+
+@dataclass(frozen=True)
+class Padded:
+    """One left-padded batch; `offsets[i]` turns prompt i's positions into column indices."""
+
+    input_ids: torch.Tensor  # (B, T)
+    attention_mask: torch.Tensor  # (B, T)
+    position_ids: torch.Tensor  # (B, T)
+    offsets: torch.Tensor  # (B,)
+    lengths: torch.Tensor  # (B,)
+
+    def columns(self, positions: Sequence[int] | torch.Tensor, name: str = "position") -> torch.Tensor:
+        """Per-prompt positions (negative counts from the end) -> padded column indices (B,)."""
+        pos = torch.as_tensor(positions, dtype=torch.long)
+        pos = torch.where(pos < 0, pos + self.lengths, pos)
+        bad = (pos < 0) | (pos >= self.lengths)
+        if bad.any():
+            i = int(bad.nonzero()[0])
+            raise IndexError(f"{name} {int(torch.as_tensor(positions)[i])} is outside batch row {i} of {int(self.lengths[i])} tokens")
+        return pos + self.offsets
+
+
+def pad_left(token_ids: Sequence[Sequence[int]], pad_id: int) -> Padded:
+    lengths = torch.tensor([len(t) for t in token_ids], dtype=torch.long)
+    if len(lengths) == 0 or int(lengths.min()) == 0:
+        raise ValueError("pad_left needs at least one prompt and no empty prompt")
+    width = int(lengths.max())
+    ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(token_ids), width), dtype=torch.long)
+    for i, row in enumerate(token_ids):
+        ids[i, width - len(row) :] = torch.as_tensor(row, dtype=torch.long)
+        mask[i, width - len(row) :] = 1
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    return Padded(ids, mask, position_ids, width - lengths, lengths)
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Replace `location` at per-prompt `positions` (N,) with `values` (N, width)."""
+
+    location: Location
+    positions: Sequence[int] | torch.Tensor
+    values: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Collected:
+    activations: dict[Key, torch.Tensor]  # (N, width) per (location, position name)
+    logits: torch.Tensor  # (N, vocab) at each prompt's final token
+    gradients: dict[Key, torch.Tensor] | None = None  # d metric / d activation, like `activations`
+    metric: torch.Tensor | None = None  # (N,)
+
+
+def collect(
+    loaded: LoadedModel,
+    token_ids: Sequence[Sequence[int]],
+    positions: Mapping[str, Sequence[int]],
+    locations: Iterable[Location],
+    batch_size: int | None = None,
+) -> Collected:
+    """Activations at every location x named position, and final-position logits."""
+    return _run(loaded, token_ids, positions, tuple(dict.fromkeys(locations)), None, batch_size)
+
+
+def collect_with_grads(
+    loaded: LoadedModel,
+    token_ids: Sequence[Sequence[int]],
+    positions: Mapping[str, Sequence[int]],
+    locations: Iterable[Location],
+    metric_fn: MetricFn,
+    batch_size: int | None = None,
+) -> Collected:
+    """`collect` plus d metric(p) / d activation at each location and position (attribution
+    patching). Prompts do not interact, so one backward of the summed metric gives every prompt's
+    own gradient."""
+    return _run(loaded, token_ids, positions, tuple(dict.fromkeys(locations)), metric_fn, batch_size)
+
+
+def patched_logits(
+    loaded: LoadedModel,
+    token_ids: Sequence[Sequence[int]],
+    patches: Sequence[Patch],
+    batch_size: int | None = None,
+) -> torch.Tensor:
+    """Final-position logits (N, vocab) with every patch applied, all in the same forward."""
+    n = len(token_ids)
+    for p in patches:
+        loaded.arch.check(p.location)
+        if len(p.positions) != n or p.values.shape != (n, loaded.arch.width(p.location)):
+            raise ValueError(f"patch of {p.location}: expected {n} positions and values of shape "
+                             f"({n}, {loaded.arch.width(p.location)}), got {len(p.positions)} and {tuple(p.values.shape)}")
+    out = []
+    order, batches = _batches(token_ids, batch_size or loaded.batch_size)
+    model = loaded.model
+    for rows in batches:
+        padded = pad_left([token_ids[i] for i in rows], _pad_id(loaded))
+        writes = [
+            Write(p.location, padded.columns(torch.as_tensor(p.positions)[rows], f"{p.location} position"),
+                  p.values[rows].to(loaded.device))
+            for p in patches
+        ]
+        ids, kwargs = _inputs(padded, loaded)
+        with torch.no_grad(), model.trace(ids, **kwargs):
+            access(model, loaded.arch, (), writes)
+            logits = model.output.logits[:, -1].save()
+        out.append(logits.float().cpu())
+    return _unsort(torch.cat(out), order)
+
+
+# --- internals ---------------------------------------------------------------------------------
+
+
+def _run(loaded, token_ids, positions, locations, metric_fn, batch_size) -> Collected:
+    for loc in locations:
+        loaded.arch.check(loc)
+    names = list(positions)
+    for name in names:
+        if len(positions[name]) != len(token_ids):
+            raise ValueError(f"position {name!r} has {len(positions[name])} entries for {len(token_ids)} prompts")
+    order, batches = _batches(token_ids, batch_size or loaded.batch_size)
+    model, arch = loaded.model, loaded.arch
+    acts: dict[Key, list[torch.Tensor]] = {(loc, n): [] for loc in locations for n in names}
+    grads: dict[Key, list[torch.Tensor]] = {k: [] for k in acts}
+    logits_out, metric_out = [], []
+    for rows in batches:
+        padded = pad_left([token_ids[i] for i in rows], _pad_id(loaded))
+        at = torch.stack([padded.columns(torch.as_tensor(positions[n])[rows], f"position {n!r}") for n in names], 1)
+        at = at.to(loaded.device) if names else None
+        reads = locations if names else ()
+        ids, kwargs = _inputs(padded, loaded)
+        if metric_fn is None:
+            with torch.no_grad(), model.trace(ids, **kwargs):
+                cap = access(model, arch, reads, at=at)
+                logits = model.output.logits[:, -1].save()
+            got = None
+        else:
+            row_index = torch.as_tensor(rows, dtype=torch.long)
+            with model.trace(ids, **kwargs):
+                cap = access(model, arch, reads, at=at, grads=True)
+                final = model.output.logits[:, -1]
+                metric = metric_fn(final, row_index)
+                with metric.sum().backward():
+                    got = nnsight.save(cap.gradients())
+                logits = final.detach().save()
+                metric = metric.detach().save()
+            metric_out.append(metric.float().cpu())
+        for loc in reads:
+            for j, n in enumerate(names):
+                acts[loc, n].append(cap.values[loc][:, j].float().cpu())
+                if got is not None:
+                    grads[loc, n].append(got[loc][:, j].float().cpu())
+        logits_out.append(logits.float().cpu())
+    return Collected(
+        activations={k: _unsort(torch.cat(v), order) for k, v in acts.items()},
+        logits=_unsort(torch.cat(logits_out), order),
+        gradients={k: _unsort(torch.cat(v), order) for k, v in grads.items()} if metric_fn else None,
+        metric=_unsort(torch.cat(metric_out), order) if metric_fn else None,
+    )
+
+
+def _inputs(padded: Padded, loaded: LoadedModel) -> tuple[torch.Tensor, dict]:
+    device = loaded.device
+    # logits_to_keep=1: only the final position's logits are ever used, and the unembedding of
+    # every position would dominate the cost for large vocabularies.
+    return padded.input_ids.to(device), {"attention_mask": padded.attention_mask.to(device),
+                                         "position_ids": padded.position_ids.to(device), "logits_to_keep": 1}
+
+
+def _pad_id(loaded: LoadedModel) -> int:
+    tok = loaded.tokenizer
+    return int(tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0))
+
+
+def _batches(token_ids: Sequence[Sequence[int]], batch_size: int) -> tuple[list[int], list[list[int]]]:
+    """Prompt indices sorted by length, cut into batches: similar lengths pad little."""
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+    return order, [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def _unsort(t: torch.Tensor, order: list[int]) -> torch.Tensor:
+    out = torch.empty_like(t)
+    out[torch.as_tensor(order, dtype=torch.long)] = t
+    return out
