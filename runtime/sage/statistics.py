@@ -85,6 +85,22 @@ def mean_estimate(values: torch.Tensor, *, seed: int = 0) -> Estimate:
     return bootstrap({"x": values}, lambda m: m["x"], seed=seed)
 
 
+def fraction_estimate(indicators: torch.Tensor, *, seed: int = 0, n_boot: int = N_BOOT, level: float = LEVEL) -> Estimate:
+    """The fraction of items (latents, attribute values) meeting a condition, from 0/1
+    indicators. The bootstrap mean of a 0/1 column is Binomial(n, p) / n, so we draw that directly:
+    the same interval as `mean_estimate` in distribution, in O(n_boot) memory however many
+    latents a wide SAE has."""
+    n = len(indicators)
+    if n == 0:
+        return undefined("no items", 0)
+    p = float(indicators.to(torch.float64).mean())
+    generator = torch.Generator().manual_seed(seed)
+    draws = torch.binomial(torch.full((n_boot,), float(n), dtype=torch.float64), torch.full((n_boot,), p, dtype=torch.float64), generator=generator) / n
+    alpha = (1 - level) / 2
+    low, high = torch.quantile(draws, torch.tensor([alpha, 1 - alpha], dtype=torch.float64)).tolist()
+    return Estimate(p, low, high, n)
+
+
 def safe_ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
     """numerator / denominator, NaN (not inf) where the denominator is zero."""
     out = numerator / denominator
