@@ -9,33 +9,33 @@ model smol {
 
 # Names that SmolLM2's tokenizer keeps as one token after a space.
 vocab names = [
-  "Mary", "John", "Alice", "Bob", "Tom", "Sarah", "James", "Emma",
-  "David", "Anna", "Paul", "Lisa", "Mark", "Kate", "Peter", "Laura",
+  "Mary", "John", "Alice", "Bob", "Tom", "Sarah", "James", "Emma", "David", "Anna", "Paul", "Lisa",
+  "Mark", "Kate", "Peter", "Laura",
 ]
 vocab places = ["store", "park", "school", "garden", "office", "station", "library", "beach"]
 vocab objects = ["drink", "book", "ball", "gift", "letter", "key", "pen", "flower"]
 
 task ioi {
-  var io     in names
-  var s      in names where s != io
-  var place  in places
+  var io in names
+  var s in names where s != io
+  var place in places
   var object in objects
-  var order  in ["ABB", "BAB"]
+  var order in ["ABB", "BAB"]
 
   template when order == "ABB": "When {{io}} and {{s}} went to the {{place}}, {{s}} gave a {{object}} to"
   template when order == "BAB": "When {{s}} and {{io}} went to the {{place}}, {{s}} gave a {{object}} to"
 
   answer " {{io}}" against " {{s}}"  # logit difference: the indirect object over the subject
-  counterfactual resample io, s      # the corrupted twin used for location search
+  counterfactual resample io, s  # the corrupted twin used for location search
 
-  position io  = token of io
-  position s1  = token of s
+  position io = token of io
+  position s1 = token of s
   position s1p = s1 + 1
-  position s2  = token of s occurrence 2
+  position s2 = token of s occurrence 2
   position end = last
 
-  attributes io, s, order            # the ground-truth feature variables
-  split by place : train 0.5, test 0.5  # test prompts happen in places train never saw
+  attributes io, s, order  # the ground-truth feature variables
+  split by place: train 0.5, test 0.5  # test prompts happen in places train never saw
   samples 256 seed 0
 }
 
