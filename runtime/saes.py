@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import importlib
+import importlib.util
+import json
 import os
 import re
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +46,7 @@ class LoadedSae:
     weights."""
 
     name: str
-    sae: Any  # a sae_lens SAE (StandardSAE, TopKSAE, ...), in eval mode
+    sae: Any  # a sae_lens SAE (StandardSAE, TopKSAE, ...) in eval mode; None from `describe_folder`
     location: Location | None
     layer: int
     all_heads_z: bool
@@ -187,7 +191,9 @@ def _check_folder(sae: Sae, folder: Path) -> None:
 def _zoo_folder(sae: Sae, build: bool) -> Path | None:
     """The zoo's folder for this SAE (built on first use when `build`). The zoo module is
     imported only here: it may pull in training code."""
-    from runtime.zoo import saes as zoo
+    if importlib.util.find_spec("runtime.zoo.saes") is None:
+        raise SpecError.at(sae.origin, f"SAE {sae.name}: this installation has no zoo SAEs")
+    zoo = importlib.import_module("runtime.zoo.saes")
 
     names = list(zoo.names())
     if sae.ref not in names:
@@ -225,15 +231,7 @@ def load_sae(sae: Sae, architecture: Architecture | None = None, device: str = "
             identity["name"] = sae.ref or ""
     model.eval()
     cfg = model.cfg
-    if sae.hook is not None:
-        location, hook = _override(sae), sae.hook
-        layer, all_heads = location.layer, False
-    else:
-        try:
-            location, layer, hook = config_location(cfg.metadata, architecture.family if architecture else None)
-        except UnknownHook as e:
-            raise SpecError.at(sae.origin, f"SAE {sae.name}: cannot tell where it reads: {e}", hint='give the location in the spec, e.g. hook "resid_pre 3"') from None
-        all_heads = location is None
+    location, layer, hook, all_heads = _where(sae, cfg.metadata, architecture)
     return LoadedSae(
         name=sae.name,
         sae=model,
@@ -247,6 +245,32 @@ def load_sae(sae: Sae, architecture: Architecture | None = None, device: str = "
         identity=identity,
         origin=sae.origin,
     )
+
+
+def describe_folder(sae: Sae, folder: Path, architecture: Architecture | None = None) -> LoadedSae:
+    """What `load_sae` would report for a folder, from its cfg.json alone (`sae` is None): lets
+    `sagec check --deep` test the fit without loading weights."""
+    _check_folder(sae, folder)
+    try:
+        cfg = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        d_in, d_sae = int(cfg["d_in"]), int(cfg["d_sae"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SpecError.at(sae.origin, f"SAE {sae.name}: {str(folder / CONFIG_FILE)!r} is not a sae_lens config: {e}") from None
+    metadata = types.SimpleNamespace(**{k: None for k in ("hook_name", "hf_hook_name", "hook_head_index")} | dict(cfg.get("metadata") or {}))
+    location, layer, hook, all_heads = _where(sae, metadata, architecture)
+    return LoadedSae(sae.name, None, location, layer, all_heads, hook, d_in, d_sae, str(cfg.get("architecture", "standard")), {}, sae.origin)
+
+
+def _where(sae: Sae, metadata: Any, architecture: Architecture | None) -> tuple[Location | None, int, str, bool]:
+    """(location, layer, hook, all heads' z) from the spec's `hook`, else the config."""
+    if sae.hook is not None:
+        location = _override(sae)
+        return location, location.layer, sae.hook, False
+    try:
+        location, layer, hook = config_location(metadata, architecture.family if architecture else None)
+    except UnknownHook as e:
+        raise SpecError.at(sae.origin, f"SAE {sae.name}: cannot tell where it reads: {e}", hint='give the location in the spec, e.g. hook "resid_pre 3"') from None
+    return location, layer, hook, location is None
 
 
 def _from_pretrained(sae: Sae, device: str, dtype: str | None) -> Any:

@@ -1,0 +1,63 @@
+"""`sagec check --deep`: the checks that need a tokenizer or a model's config, never its weights.
+
+For every eval: build its task's prompt set with its model's tokenizer (so a multi-token answer, a
+position missing from some template or an unsatisfiable constraint shows up before any run), and
+check each SAE it scores: sae_lens names against the bundled directory, folders on disk, zoo
+names, and, where the config is at hand, that the SAE's hook and width fit the model. Every problem
+of every eval is collected into one SpecError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from runtime.prompts import build_prompt_set
+from runtime.saes import check_fits, check_source, describe_folder
+from sagec.diagnostics import Diagnostic, SpecError
+from sagec.spec import Model, Spec
+
+T = TypeVar("T")
+
+
+def deep_check(spec: Spec) -> None:
+    from runtime.models import load_tokenizer, model_architecture
+
+    problems: list[Diagnostic] = []
+
+    def attempt(run: Callable[[], T]) -> T | None:
+        try:
+            return run()
+        except SpecError as e:
+            problems.extend(e.diagnostics)
+            return None
+
+    tokenizers: dict[str, Any] = {}
+    architectures: dict[str, Any] = {}
+    done: set[tuple[str, str]] = set()
+    for ev in spec.evals:
+        model, task = spec.model(ev.model), spec.task(ev.task)
+        if model.name not in tokenizers:
+            tokenizers[model.name] = attempt(lambda: load_tokenizer(model))
+        if tokenizers[model.name] is not None and (task.name, model.name) not in done:
+            done.add((task.name, model.name))
+            attempt(lambda: build_prompt_set(task, tokenizers[model.name]))
+        for use in ev.saes:
+            sae = spec.sae(use.sae)
+            if (sae.name, model.name) in done:
+                continue
+            done.add((sae.name, model.name))
+            if attempt(lambda: check_source(sae) or True) and sae.source == "path":
+                if model.name not in architectures:
+                    architectures[model.name] = attempt(lambda: model_architecture(model))
+                arch = architectures[model.name]
+                if arch is not None:
+                    attempt(lambda: check_fits(describe_folder(sae, Path(sae.ref or ""), arch), arch, _named(model)))
+    unique = list({(d.file, d.line, d.column, d.message): d for d in problems}.values())
+    if unique:
+        raise SpecError(unique)
+
+
+def _named(model: Model) -> str:
+    return f"model {model.name} ({model.source} {model.ref!r})"
