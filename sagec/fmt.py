@@ -285,9 +285,11 @@ class _Printer:
 
     def _block(self, node: object, depth: int) -> None:
         span: A.Span = node.span  # type: ignore[attr-defined]
-        self._emit(depth, _header(node) + " {" + self._trailing_on(span.line))
-        self.last = span.line
         body = node.body  # type: ignore[attr-defined]
+        # A comment on the header line belongs to the header, unless a statement shares that line.
+        shared = bool(body) and body[0].span.line == span.line
+        self._emit(depth, _header(node) + " {" + ("" if shared else self._trailing_on(span.line)))
+        self.last = span.line
         for i, child in enumerate(body):
             self._node(child, depth + 1, first=i == 0)
         self._comments_before(span.end_line, depth + 1, first=not body)
