@@ -375,7 +375,8 @@ def _prompt(task: Task, tokens: _Tokens, assignment: Assignment, split: str, pro
         text = render(task, assignment)
         answers, distractors = render_answer(task, assignment)
     except SpecError as e:
-        problems.add(("render", e.diagnostics[0].message), e)
+        d = e.diagnostics[0]
+        problems.add(("render", d.file, d.line), e)  # one per template or answer line
         return None
     ids, spans = tokens.encode(text)
     positions = {}
@@ -383,7 +384,10 @@ def _prompt(task: Task, tokens: _Tokens, assignment: Assignment, split: str, pro
         try:
             positions[position.name] = _resolve(task, position, text, ids, spans, assignment)
         except SpecError as e:
-            problems.add(("position", position.name, assignment[TEMPLATE_VARIABLE], position.variable and str(assignment[position.variable])), e)
+            # A position missing from a template is one problem, whatever the values; a value
+            # hidden inside a longer token is a problem of that value.
+            value = str(assignment[position.variable]) if "inside longer tokens" in str(e) and position.variable else None
+            problems.add(("position", position.name, assignment[TEMPLATE_VARIABLE], value), e)
     side_ids: dict[str, list[int]] = {"answer": [], "distractor": []}
     for what, strings in (("answer", answers), ("distractor", distractors)):
         for s in strings:

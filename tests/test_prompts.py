@@ -227,7 +227,7 @@ def test_missing_position_names_value_template_and_line(words):
     with pytest.raises(SpecError) as e:
         build_prompt_set(task, words)
     diags = [d for d in e.value.diagnostics if "io2" in d.message]
-    assert diags and all(d.line == 15 for d in diags)
+    assert len(diags) == 2 and all(d.line == 15 for d in diags)  # one per template, not per value
     assert "2nd occurrence of io" in diags[0].message
     assert re.search(r"io = '\w+'.* from template [01] \(line [78]\)", diags[0].message)
     assert "it occurs once" in diags[0].message
