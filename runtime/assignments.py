@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from sagec.diagnostics import SpecError
 from sagec.expr import EvaluationError, free_variables, truth
+from sagec.fmt import quote
 from sagec.names import TEMPLATE_VARIABLE
 from sagec.spec import Arith, BoolOp, Compare, Const, Expr, Not, Task, Value, ValueList, Var
 
@@ -177,20 +178,28 @@ def unsatisfiable(task: Task, domains: Mapping[str, Sequence[Value]], fixed: Map
 
 
 def show(expr: Expr) -> str:
+    """An expression as the spec writes it (strings in double quotes), parenthesising compound
+    operands rather than tracking precedence: messages need to be unambiguous, not minimal."""
     match expr:
         case Var(name):
             return name
         case Const(value):
-            return repr(value) if isinstance(value, str) else str(value)
+            return quote(value) if isinstance(value, str) else str(value)
         case ValueList(items):
             return "[" + ", ".join(show(Const(i)) for i in items) + "]"
-        case Arith(op, left, right) | Compare(op, left, right):
-            return f"{show(left)} {op} {show(right)}"
+        case Compare(op, left, right):
+            return f"{_operand(left, Compare, BoolOp, Not)} {op} {_operand(right, Compare, BoolOp, Not)}"
+        case Arith(op, left, right):
+            return f"{_operand(left, Arith, Compare, BoolOp, Not)} {op} {_operand(right, Arith, Compare, BoolOp, Not)}"
         case BoolOp(op, operands):
-            return f" {op} ".join(f"({show(o)})" if isinstance(o, BoolOp) else show(o) for o in operands)
+            return f" {op} ".join(_operand(o, BoolOp) for o in operands)
         case Not(operand):
-            return f"not ({show(operand)})"
+            return f"not {_operand(operand, BoolOp)}"
     return repr(expr)
+
+
+def _operand(expr: Expr, *compound: type) -> str:
+    return f"({show(expr)})" if isinstance(expr, compound) else show(expr)
 
 
 def show_env(env: Mapping[str, Value]) -> str:
