@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 
@@ -34,24 +35,24 @@ class Reporter:
 
     def node_started(self, node: Any, index: int, total: int) -> None:
         if self.level == "verbose":
-            self.console.print(f"[dim]\\[{index}/{total}][/dim] {node.id} ...")
+            self.console.print(f"[dim]\\[{index}/{total}][/dim] {escape(node.id)} ...")
 
     def node_finished(self, node: Any, index: int, total: int, cached: bool, seconds: float) -> None:
         if self.level == "quiet":
             return
         how = "[green]cached[/green]" if cached else f"{seconds:.1f} s"
-        self.console.print(f"[dim]\\[{index}/{total}][/dim] {node.id}: {how}")
+        self.console.print(f"[dim]\\[{index}/{total}][/dim] {escape(node.id)}: {how}")
 
     def info(self, message: str) -> None:
         if self.level != "quiet":
-            self.console.print(message)
+            self.console.print(escape(message))
 
     def detail(self, message: str) -> None:
         if self.level == "verbose":
-            self.console.print(f"[dim]{message}[/dim]")
+            self.console.print(f"[dim]{escape(message)}[/dim]")
 
     def warn(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/yellow] {message}")
+        self.console.print(f"[yellow]warning:[/yellow] {escape(message)}")
 
     @contextmanager
     def track(self, description: str, total: int, unit: str = "prompts") -> Iterator[Bar]:

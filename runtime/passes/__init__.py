@@ -1,0 +1,12 @@
+"""The passes of a plan, by node kind: each is `run(node, inputs, ctx) -> Artifact`."""
+
+from runtime.passes import ground_truth, locate, report, sample, score, trace
+
+PASSES = {
+    "sample": sample.run,
+    "locate": locate.run,
+    "trace": trace.run,
+    "ground_truth": ground_truth.run,
+    "score": score.run,
+    "report": report.run,
+}

@@ -1,0 +1,130 @@
+"""The ground_truth pass (METHOD.md section 3): supervised dictionaries at the located
+cross-sections, fitted on train with streamed sums, validated on test by patching every
+cross-section at once (sufficiency, necessity, control)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from sagec.plan import GroundTruthParams, Node
+
+from runtime.cache import Artifact
+from runtime.forward import Patch
+from runtime.passes import common
+from runtime.passes.locate import selected_sites
+from runtime.passes.sample import prompt_set
+from runtime.passes.trace import key
+from runtime.prompts import Prompt, PromptSet
+from runtime.sage.dictionaries import Dictionary, DictionaryFitter
+from runtime.sage.evaluate import Condition, Outcome, SupervisedValidation, validate_supervised
+
+FIT_CHUNK = 256  # prompts per streamed update of the dictionary sums
+
+
+@dataclass(frozen=True)
+class TestData:
+    """What validation and scoring read on the test split, from the trace artifact."""
+
+    prompts: tuple[Prompt, ...]
+    acts: dict[str, torch.Tensor]  # site -> (N, d)
+    twin_acts: dict[str, dict[str, torch.Tensor]]  # attribute -> site -> (N, d)
+    values: dict[str, list]
+    twin_values: dict[str, list]
+    clean: Outcome
+
+
+def test_data(ps: PromptSet, trace: Artifact, sites: Sequence[str], attributes: Sequence[str]) -> TestData:
+    rows = list(ps.indices("test"))
+    pick = torch.tensor(rows, dtype=torch.long)
+    t = trace.tensors
+    return TestData(
+        prompts=tuple(ps.prompts[i] for i in rows),
+        acts={s: t[key("clean", s)][pick] for s in sites},
+        twin_acts={a: {s: t[key(f"twin:{a}", s)][pick] for s in sites} for a in attributes},
+        values={a: [ps.prompts[i].assignment[a] for i in rows] for a in attributes},
+        twin_values={a: [ps.twins[a][i].assignment[a] for i in rows] for a in attributes},
+        clean=Outcome(t[key("clean", "metric")][pick], t[key("clean", "argmax")][pick]),
+    )
+
+
+def patcher(ctx, loaded, prompts: Sequence[Prompt]):
+    """The `patched` callback of runtime/sage/evaluate.py over the test prompts."""
+
+    def patched(conditions: list[Condition]) -> list[Outcome]:
+        out = []
+        with ctx.reporter.track("interventions", total=len(conditions), unit="conditions") as bar:
+            for condition in conditions:
+                patches = []
+                for name, values in condition.items():
+                    site = common.parse_site(name)
+                    patches.append(Patch(site.location, [p.positions[site.position] for p in prompts], values))
+                logits = common.patched_logits(ctx, loaded, prompts, patches)
+                out.append(Outcome(common.metric_values(logits, prompts), logits.argmax(dim=-1)))
+                bar.advance()
+        return out
+
+    return patched
+
+
+def fit(ps: PromptSet, trace: Artifact, sites: Sequence[str], attributes: Sequence[str], method: str) -> dict[str, Dictionary]:
+    rows = list(ps.indices("train"))
+    seen = {a: sorted({ps.prompts[i].assignment[a] for i in rows}, key=lambda v: (isinstance(v, str), v)) for a in attributes}
+    out = {}
+    for s in sites:
+        acts = trace.tensors[key("clean", s)]
+        fitter = DictionaryFitter(seen, acts.shape[1])
+        for chunk in common.chunks(rows, FIT_CHUNK):
+            fitter.update(acts[torch.tensor(chunk, dtype=torch.long)], [ps.prompts[i].assignment for i in chunk])
+        out[s] = fitter.fit(method)
+    return out
+
+
+def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
+    params: GroundTruthParams = node.params
+    sample_id, locate_id, trace_id = node.inputs
+    ps = prompt_set(inputs[sample_id])
+    sites = [common.site_name(s) for s in selected_sites(inputs[locate_id])]
+    if not sites:
+        raise ValueError("locate selected no cross-section, so there is nothing to fit a dictionary at")
+    dictionaries = fit(ps, inputs[trace_id], sites, params.attributes, params.ground_truth.method)
+    loaded = common.loaded_model(ctx, params.model)
+    data = test_data(ps, inputs[trace_id], sites, params.attributes)
+    validation = validate(ctx, loaded, data, dictionaries)
+    tensors, codes_meta = dictionaries_to_tensors(dictionaries)
+    meta = {"method": params.ground_truth.method, "sites": sites, "codes": codes_meta, "validation": validation.to_json()}
+    return Artifact(meta, tensors)
+
+
+def validate(ctx, loaded, data: TestData, dictionaries: Mapping[str, Dictionary]) -> SupervisedValidation:
+    return validate_supervised(
+        acts={s: data.acts[s] for s in dictionaries},
+        twin_acts={a: {s: by_site[s] for s in dictionaries} for a, by_site in data.twin_acts.items()},
+        values=data.values,
+        twin_values=data.twin_values,
+        clean=data.clean,
+        patched=patcher(ctx, loaded, data.prompts),
+        dictionaries=dictionaries,
+    )
+
+
+def dictionaries_to_tensors(dictionaries: Mapping[str, Dictionary]) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, meta = {}, {}
+    for s, d in dictionaries.items():
+        tensors[f"{s}|bias"] = d.bias
+        meta[s] = {}
+        for a, by_value in d.codes.items():
+            meta[s][a] = list(by_value)  # JSON keeps str and int values apart
+            tensors[f"{s}|{a}"] = torch.stack(list(by_value.values()))
+    return tensors, meta
+
+
+def dictionaries_from(artifact: Artifact) -> dict[str, Dictionary]:
+    out = {}
+    for s, attrs in artifact.meta["codes"].items():
+        codes = {a: dict(zip(values, artifact.tensors[f"{s}|{a}"], strict=True)) for a, values in attrs.items()}
+        out[s] = Dictionary(artifact.tensors[f"{s}|bias"], codes)
+    return out
+

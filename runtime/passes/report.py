@@ -1,0 +1,42 @@
+"""The report pass: everything one eval computed, gathered into the results document.
+
+The document is what `sagec run` writes as results.json (adding the run's own timings); see
+README.md "Results" for its layout. Every number carries its direction, description and 95%
+interval where it has one; a number that could not be computed is null with a reason.
+"""
+
+from __future__ import annotations
+
+from sagec import serial
+from sagec.plan import Node, ReportParams
+
+from runtime.cache import Artifact
+
+RESULTS_SCHEMA = "sagec.results/1"
+
+
+def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
+    params: ReportParams = node.params
+    sample, locate, trace, gt, *scores = (inputs[i] for i in node.inputs)
+    ev = params.eval
+    candidates = sorted(locate.meta["candidates"], key=lambda c: -max(abs(v) for v in c["attribution"].values()))
+    results = {
+        "schema": RESULTS_SCHEMA,
+        "eval": ev.name,
+        "spec": {"file": params.spec_file, "hash": params.spec_hash, "eval": serial.to_data(ev)},
+        "model": trace.meta["model"],
+        "prompts": sample.meta["summary"],
+        "task_metric": trace.meta["metric"],
+        "locate": {
+            "method": locate.meta["method"],
+            "families": locate.meta["families"],
+            "selected": locate.meta["selected"],
+            "attribution_patching_spearman": locate.meta["attribution_patching_spearman"],
+            "verified_on_prompts": locate.meta["verified_on_prompts"],
+            "candidates": candidates,
+        },
+        "activations": trace.meta["shapes"],
+        "ground_truth": {"method": gt.meta["method"], "sites": gt.meta["sites"], **gt.meta["validation"]},
+        "saes": {s.meta["sae"]["name"]: s.meta for s in scores},
+    }
+    return Artifact({"results": results})

@@ -1,0 +1,81 @@
+"""The trace pass: one batched forward per prompt group (clean, the counterfactual, each
+attribute's twin) collecting every activation the later passes read, and the task metric.
+
+At each located cross-section (a location at a named position) it keeps the location itself and,
+at the same layer and position, the residual stream before, between and after the sublayers:
+exactly what supervised dictionaries and every reconstruction variant of METHOD.md section 4
+read. That set depends on the located cross-sections, never on the SAEs, so adding an SAE to a
+spec adds no model pass for activations.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sagec.locations import CrossSection, Location
+from sagec.plan import Node, TraceParams
+
+from runtime.cache import Artifact
+from runtime.passes import common
+from runtime.passes.locate import selected_sites
+from runtime.passes.sample import prompt_set
+from runtime.sage.statistics import mean_estimate
+
+RESIDUALS = ("resid_pre", "resid_mid", "resid_post")
+
+
+def trace_sites(sites: list[CrossSection]) -> list[CrossSection]:
+    """The located sites plus the residual stream around each, in a stable order."""
+    out = set(sites)
+    for s in sites:
+        out.update(CrossSection(Location(c, s.location.layer), s.position) for c in RESIDUALS)
+    return sorted(out)
+
+
+def key(group: str, site: CrossSection | str) -> str:
+    return f"{group}|{site if isinstance(site, str) else common.site_name(site)}"
+
+
+def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
+    params: TraceParams = node.params
+    ps = prompt_set(inputs[node.inputs[0]])
+    located: list[CrossSection] = []
+    for locate_id in node.inputs[1:]:
+        located += [s for s in selected_sites(inputs[locate_id]) if s not in located]
+    sites = trace_sites(located + list(params.extra))
+    loaded = common.loaded_model(ctx, params.model)
+    names = sorted({s.position for s in sites})
+    locations = sorted({s.location for s in sites})
+    tensors: dict[str, torch.Tensor] = {}
+    groups_meta = {}
+    with ctx.reporter.track("trace", total=sum(len(g) for g in ps.groups().values())) as bar:
+        for group, prompts in ps.groups().items():
+            got = common.collect(ctx, loaded, prompts, names, locations)
+            bar.advance(len(prompts))
+            for s in sites:
+                tensors[key(group, s)] = got.activations[(s.location, s.position)]
+            metric = common.metric_values(got.logits, prompts)
+            tensors[key(group, "metric")] = metric
+            tensors[key(group, "argmax")] = got.logits.argmax(dim=-1)
+            groups_meta[group] = {
+                split: _metric_summary(metric[[i for i, p in enumerate(prompts) if p.split == split]])
+                for split in ("train", "test")
+            } | {"all": _metric_summary(metric)}
+    meta = {
+        "located": [common.site_name(s) for s in located],
+        "sites": [common.site_name(s) for s in sites],
+        "shapes": {common.site_name(s): [len(ps.prompts), loaded.arch.width(s.location)] for s in sites},
+        "groups": list(ps.groups()),
+        "metric": groups_meta,
+        "model": dict(loaded.identity) | {"architecture": loaded.arch.to_json()},
+    }
+    return Artifact(meta, tensors)
+
+
+def _metric_summary(metric: torch.Tensor) -> dict:
+    """The task metric's mean and its accuracy (the fraction of prompts with metric > 0)."""
+    return {
+        "prompts": len(metric),
+        "mean": mean_estimate(metric).to_json(),
+        "accuracy": mean_estimate((metric > 0).double()).to_json(),
+    }

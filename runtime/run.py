@@ -1,0 +1,87 @@
+"""`sagec run`: lower a checked spec, execute its plan against the cache, write each eval's
+results.json. The command line (sagec/cli/run.py) only parses options and reports errors."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sagec.diagnostics import SpecError
+from sagec.lower import lower
+from sagec.plan import Plan
+from sagec.spec import Spec
+
+from runtime.atomic import write_json
+from runtime.cache import ArtifactCache
+from runtime.executor import Context, NodeOutcome, execute
+from runtime.progress import Reporter
+from runtime.userdirs import cache_dir as default_cache_dir
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    plan: Plan
+    outcomes: tuple[NodeOutcome, ...]
+    results: dict[str, Path]  # eval name -> results.json written
+    counters: dict[str, int]  # model passes, by kind
+
+
+def preflight(spec: Spec) -> None:
+    """Problems that would otherwise surface after minutes of work."""
+    problems = []
+    for model in spec.models:
+        if model.remote == "ndif" and not os.environ.get("NDIF_API_KEY"):
+            problems.append(SpecError.at(model.origin, f"model {model.name} runs remotely on NDIF, but NDIF_API_KEY is not set; get a key at login.ndif.us and export it").diagnostics[0])
+    if problems:
+        raise SpecError(problems)
+
+
+def run_spec(
+    spec: Spec,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    only: str | None = None,
+    reporter: Reporter | None = None,
+) -> RunSummary:
+    from runtime.passes import PASSES
+
+    reporter = reporter or Reporter()
+    preflight(spec)
+    plan = lower(spec)
+    if only is not None and only not in {n.id for n in plan.nodes}:
+        known = ", ".join(n.id for n in plan.nodes)
+        raise SpecError.at(spec.evals[0].origin if spec.evals else _origin(spec), f"--only {only!r} names no node of this plan; the nodes are: {known}")
+    cache = ArtifactCache(cache_dir or default_cache_dir())
+    ctx = Context(cache, reporter)
+    nodes = plan.upstream(only) if only else plan.nodes
+    artifacts, outcomes = execute(plan, cache, PASSES, reporter=reporter, force=[n.id for n in nodes] if force else (), only=only, context=ctx)
+    written: dict[str, Path] = {}
+    reports = [n for n in plan.by_kind("report") if n.id in artifacts]
+    for node in reports:
+        ev = node.params.eval
+        upstream = {n.id for n in plan.upstream(node.id)}
+        results = dict(artifacts[node.id].meta["results"])
+        results["versions"] = dict(plan.versions)
+        results["plan"] = {n.id: n.key for n in plan.nodes if n.id in upstream}
+        results["run"] = {
+            "nodes": [{"id": o.node_id, "cached": o.cached, "seconds": round(o.seconds, 3)} for o in outcomes if o.node_id in upstream],
+            "model_passes": dict(ctx.counters),
+        }
+        written[ev.name] = write_json(_out_dir(ev, out_dir, len(plan.by_kind("report"))) / "results.json", results)
+    return RunSummary(plan, tuple(outcomes), written, dict(ctx.counters))
+
+
+def _out_dir(ev, override: str | os.PathLike[str] | None, n_evals: int) -> Path:
+    """The spec's `report` folder, or --out (with one subfolder per eval when there are several)."""
+    if override is None:
+        return Path(ev.report.out_dir)
+    return Path(override) / ev.name if n_evals > 1 else Path(override)
+
+
+def _origin(spec: Spec):
+    from sagec.spec import Origin
+
+    return Origin(spec.file, 1, 1)

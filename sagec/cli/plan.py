@@ -1,0 +1,44 @@
+"""`sagec plan SPEC`: the execution plan, its cache state and its cost, without loading weights."""
+
+from __future__ import annotations
+
+import click
+
+from sagec.cli.errors import guarded
+
+
+@click.command("plan")
+@click.argument("spec_file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (the runtime's contract).")
+@click.option("--dot", "as_dot", is_flag=True, help="Print the plan as a Graphviz graph.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Artifact cache to check (default: the user cache).")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+def command(spec_file: str, as_json: bool, as_dot: bool, cache_dir: str | None, debug: bool) -> None:
+    """Show the plan SPEC_FILE compiles to: nodes, keys, what is cached, what it will cost."""
+    guarded(lambda: _plan(spec_file, as_json, as_dot, cache_dir), debug=debug)
+
+
+def _plan(spec_file: str, as_json: bool, as_dot: bool, cache_dir: str | None) -> None:
+    import json
+
+    from sagec import load_spec
+    from sagec.estimate import estimate
+    from sagec.lower import lower
+    from sagec.plan import to_json
+    from sagec.plan_text import render_dot, render_text
+
+    from runtime.cache import ArtifactCache  # plain files; does not import torch
+    from runtime.userdirs import cache_dir as default_cache_dir
+
+    plan = lower(load_spec(spec_file))
+    cache = ArtifactCache(cache_dir or default_cache_dir())
+    costs = estimate(plan)
+    if as_json:
+        data = json.loads(to_json(plan))
+        data["estimate"] = {node_id: c.to_json() for node_id, c in costs.items()}
+        data["cached"] = {n.id: cache.has(n.key) for n in plan.nodes}
+        click.echo(json.dumps(data, indent=1, sort_keys=True))
+    elif as_dot:
+        click.echo(render_dot(plan, cache.has))
+    else:
+        click.echo(render_text(plan, costs, cache.has))

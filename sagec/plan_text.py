@@ -1,0 +1,70 @@
+"""Printing a plan for people (text) and for Graphviz (dot); `sagec.plan.to_json` is for machines."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from sagec.estimate import Cost
+from sagec.plan import Node, Plan
+
+
+def _summary(node: Node) -> str:
+    p = node.params
+    if node.kind == "sample":
+        t = p.task
+        return f"{t.samples} prompts of task {t.name}, seed {t.seed}, split {t.split.train:g}/{t.split.test:g}" + (f" by {', '.join(t.split.by)}" if t.split.by else "")
+    if node.kind == "locate":
+        loc = p.locate
+        pick = f"top {loc.top}" if loc.top is not None else f"above {loc.fraction:g} of the total"
+        return f"{loc.method} over {', '.join(loc.components)} at {', '.join(loc.positions)}; {pick}" + ("; verified by patching" if loc.verify else "")
+    if node.kind == "trace":
+        return f"activations at the located cross-sections on model {p.model.name}"
+    if node.kind == "ground_truth":
+        return f"{p.ground_truth.method} codes for {', '.join(p.attributes)}; validate {', '.join(p.ground_truth.validate)}"
+    if node.kind == "score":
+        return f"SAE {p.sae.name} ({p.reconstruct}): {', '.join(p.metrics)}"
+    if node.kind == "report":
+        return f"{p.eval.report.out_dir} as {', '.join(p.eval.report.formats)}"
+    return ""
+
+
+def _seconds(s: float | None) -> str:
+    if s is None:
+        return "?"
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def render_text(plan: Plan, costs: Mapping[str, Cost], cached: Callable[[str], bool]) -> str:
+    lines = [f"plan for {plan.spec_file} (spec {plan.spec_hash[:12]}), {len(plan.nodes)} nodes"]
+    total_f = total_b = 0
+    total_s = 0.0
+    known = True
+    for i, node in enumerate(plan.nodes, start=1):
+        c = costs[node.id]
+        hit = cached(node.key)
+        state = "cached" if hit else "to run"
+        work = "" if hit or (c.forwards == 0 and c.backwards == 0) else f", {c.forwards} fwd + {c.backwards} bwd prompt-passes, ~{_seconds(c.seconds)}"
+        lines.append(f"  {i:>2}. {node.id}  [{state}{work}]  key {node.key[:12]}")
+        lines.append(f"      {_summary(node)}")
+        if node.inputs:
+            lines.append(f"      reads {', '.join(node.inputs)}")
+        if not hit:
+            total_f, total_b = total_f + c.forwards, total_b + c.backwards
+            if c.seconds is None:
+                known = False
+            else:
+                total_s += c.seconds
+    lines.append(f"to run: {total_f} forward and {total_b} backward prompt-passes, about {_seconds(total_s) if known else '? (model size unknown)'}")
+    return "\n".join(lines)
+
+
+def render_dot(plan: Plan, cached: Callable[[str], bool]) -> str:
+    lines = ["digraph plan {", "  rankdir=LR;", "  node [shape=box, fontname=Helvetica];"]
+    for node in plan.nodes:
+        style = ', style=filled, fillcolor="#d8f0d8"' if cached(node.key) else ""
+        label = f"{node.id}\\n{node.key[:12]}"
+        lines.append(f'  "{node.id}" [label="{label}"{style}];')
+        for i in node.inputs:
+            lines.append(f'  "{i}" -> "{node.id}";')
+    lines.append("}")
+    return "\n".join(lines)
