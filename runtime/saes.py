@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import importlib
-import importlib.util
 import json
 import os
 import re
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,20 +186,39 @@ def _check_folder(sae: Sae, folder: Path) -> None:
         raise SpecError.at(sae.origin, f"SAE {sae.name}: the folder {str(folder)!r} {what}")
 
 
-def _zoo_folder(sae: Sae, build: bool) -> Path | None:
-    """The zoo's folder for this SAE (built on first use when `build`). The zoo module is
-    imported only here: it may pull in training code."""
-    if importlib.util.find_spec("runtime.zoo.saes") is None:
-        raise SpecError.at(sae.origin, f"SAE {sae.name}: this installation has no zoo SAEs")
-    zoo = importlib.import_module("runtime.zoo.saes")
+# Zoo SAEs by name: `folder()` returns a sae_lens on-disk folder, building it on first use (SmolLM2
+# SAEs are trained lazily per layer). runtime/zoo registers its SAEs on import, as it does models.
+_ZOO: dict[str, Callable[[], Path]] = {}
 
-    names = list(zoo.names())
-    if sae.ref not in names:
-        known = ", ".join(repr(n) for n in names) or "none"
+
+def register_zoo_sae(name: str, folder: Callable[[], Path]) -> None:
+    """Make `source zoo "name"` resolve to the folder `folder()` returns."""
+    _ZOO[name] = folder
+
+
+def zoo_sae_names() -> list[str]:
+    _import_zoo()
+    return sorted(_ZOO)
+
+
+def _import_zoo() -> None:
+    try:
+        import runtime.zoo  # noqa: F401  (registers the zoo's models and SAEs)
+    except ImportError:
+        pass
+
+
+def _zoo_folder(sae: Sae, build: bool) -> Path | None:
+    """The zoo's folder for this SAE, built on first use when `build`."""
+    if sae.ref not in _ZOO:
+        _import_zoo()
+    if sae.ref not in _ZOO:
+        names = sorted(_ZOO)
         close = difflib.get_close_matches(sae.ref or "", names, n=3, cutoff=0.5)
-        hint = ("did you mean " + " or ".join(repr(c) for c in close) + "?") if close else None
+        hint = ("did you mean " + " or ".join(repr(c) for c in close) + "?") if close else "`sagec ls zoo` lists them"
+        known = ", ".join(repr(n) for n in names[:12]) + (", ..." if len(names) > 12 else "") if names else "none"
         raise SpecError.at(sae.origin, f"SAE {sae.name}: the zoo has no SAE {sae.ref!r}; it has {known}", hint=hint)
-    return Path(zoo.folder(sae.ref)) if build else None
+    return Path(_ZOO[sae.ref or ""]()) if build else None
 
 
 def _override(sae: Sae) -> Location:

@@ -193,3 +193,16 @@ def test_all_heads_z_sae_fits_by_total_width(tmp_path):
 
 def test_hub_offline_in_tests():
     assert os.environ.get("HF_HUB_OFFLINE") == "1", "run the tests with HF_HUB_OFFLINE=1"
+
+
+def test_zoo_saes_resolve_through_the_registry(saved, monkeypatch):
+    from runtime import saes
+
+    kind, original, folder = saved
+    monkeypatch.setattr(saes, "_ZOO", {})
+    saes.register_zoo_sae(f"tiny/{kind}/1", lambda: folder)
+    loaded = load_sae(Sae("z", "zoo", f"tiny/{kind}/1", None, None, None, AT))
+    assert loaded.identity["name"] == f"tiny/{kind}/1" and loaded.location == Location("resid_post", 1)
+    with pytest.raises(SpecError) as e:
+        load_sae(Sae("z", "zoo", f"tiny/{kind}/2", None, None, None, AT))
+    assert f"no SAE 'tiny/{kind}/2'" in str(e.value) and f"'tiny/{kind}/1'" in str(e.value)
