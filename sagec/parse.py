@@ -418,3 +418,12 @@ def _end_position(text: str) -> tuple[int, int]:
         return 1, 1
     line = stripped.count("\n") + 1
     return line, len(stripped) - (stripped.rfind("\n") + 1)
+
+
+@lru_cache(maxsize=1)
+def keywords() -> frozenset[str]:
+    """Every word the grammar uses as a keyword (where a keyword fits, a name of that spelling
+    cannot stand)."""
+    return frozenset(
+        t.pattern.value for t in _parser().terminals if isinstance(t.pattern, PatternStr) and t.pattern.value.isidentifier()
+    )
