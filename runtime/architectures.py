@@ -40,6 +40,7 @@ from sagec.locations import Location
 class Family:
     name: str
     model_types: tuple[str, ...]  # HF `config.model_type` values this table serves
+    embed: str  # token embedding, from the top-level model
     layers: str  # the ModuleList of decoder layers, from the top-level model
     o_proj: str  # attention output projection, relative to a layer
     o_proj_transposed: bool  # GPT-2's Conv1D stores (in, out); nn.Linear stores (out, in)
@@ -53,6 +54,7 @@ class Family:
 GPT2 = Family(
     name="gpt2",
     model_types=("gpt2",),
+    embed="transformer.wte",
     layers="transformer.h",
     o_proj="attn.c_proj",
     o_proj_transposed=True,
@@ -66,6 +68,7 @@ GPT2 = Family(
 GPT_NEOX = Family(
     name="gpt_neox",
     model_types=("gpt_neox",),
+    embed="gpt_neox.embed_in",
     layers="gpt_neox.layers",
     o_proj="attention.dense",
     o_proj_transposed=False,
@@ -79,6 +82,7 @@ GPT_NEOX = Family(
 LLAMA = Family(
     name="llama",
     model_types=("llama",),
+    embed="model.embed_tokens",
     layers="model.layers",
     o_proj="self_attn.o_proj",
     o_proj_transposed=False,
@@ -92,6 +96,7 @@ LLAMA = Family(
 GEMMA2 = Family(
     name="gemma2",
     model_types=("gemma2",),
+    embed="model.embed_tokens",
     layers="model.layers",
     o_proj="self_attn.o_proj",
     o_proj_transposed=False,

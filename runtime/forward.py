@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import nnsight
 import torch
 
-from runtime.locations import Write, access
+from runtime.locations import Write, access, envoy_at
 from runtime.models import LoadedModel
 from sagec.locations import Location
 
@@ -164,7 +164,10 @@ def _run(loaded, token_ids, positions, locations, metric_fn, batch_size) -> Coll
             got = None
         else:
             row_index = torch.as_tensor(rows, dtype=torch.long)
-            with model.trace(ids, **kwargs):
+            with _frozen(model._module), model.trace(ids, **kwargs):
+                # Weights are frozen, so the graph starts at the embeddings: backward then skips
+                # every weight gradient (half its cost) and never fills .grad on the model.
+                envoy_at(model, arch.family.embed).output.requires_grad_(True)
                 cap = access(model, arch, reads, at=at, grads=True)
                 final = model.output.logits[:, -1]
                 metric = metric_fn(final, row_index)
@@ -185,6 +188,21 @@ def _run(loaded, token_ids, positions, locations, metric_fn, batch_size) -> Coll
         gradients={k: _unsort(torch.cat(v), order) for k, v in grads.items()} if metric_fn else None,
         metric=_unsort(torch.cat(metric_out), order) if metric_fn else None,
     )
+
+
+class _frozen:
+    """requires_grad off on every parameter for the duration, restored afterwards."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.params = [p for p in module.parameters() if p.requires_grad]
+
+    def __enter__(self) -> None:
+        for p in self.params:
+            p.requires_grad_(False)
+
+    def __exit__(self, *exc: object) -> None:
+        for p in self.params:
+            p.requires_grad_(True)
 
 
 def _inputs(padded: Padded, loaded: LoadedModel) -> tuple[torch.Tensor, dict]:
