@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from runtime.prompts import build_prompt_set
 from runtime.saes import check_fits, check_source, describe_folder
 from sagec.diagnostics import Diagnostic, SpecError
-from sagec.spec import Model, Spec
+from sagec.spec import Spec
 
 T = TypeVar("T")
 
@@ -53,11 +53,8 @@ def deep_check(spec: Spec) -> None:
                     architectures[model.name] = attempt(lambda: model_architecture(model))
                 arch = architectures[model.name]
                 if arch is not None:
-                    attempt(lambda: check_fits(describe_folder(sae, Path(sae.ref or ""), arch), arch, _named(model)))
+                    attempt(lambda: check_fits(describe_folder(sae, Path(sae.ref or ""), arch), arch, model.name))
     unique = list({(d.file, d.line, d.column, d.message): d for d in problems}.values())
     if unique:
         raise SpecError(unique)
 
-
-def _named(model: Model) -> str:
-    return f"model {model.name} ({model.source} {model.ref!r})"

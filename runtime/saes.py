@@ -331,20 +331,22 @@ def sha256_file(path: Path) -> str:
 # --- fitting the model ------------------------------------------------------------------------
 
 
-def check_fits(loaded: LoadedSae, architecture: Architecture, model_name: str = "the model") -> None:
-    """Reject an SAE whose hook or width does not fit the model, before any forward pass."""
+def check_fits(loaded: LoadedSae, architecture: Architecture, model_name: str | None = None) -> None:
+    """Reject an SAE whose hook or width does not fit the model, before any forward pass.
+    `model_name` is the spec's name for the model, for the message."""
+    model = f"model {model_name}" if model_name else "the model"
     where = str(loaded.location) if loaded.location is not None else f"every head's z of layer {loaded.layer}"
     if loaded.layer >= architecture.n_layers:
         raise SpecError.at(
             loaded.origin,
-            f"SAE {loaded.name} reads {where} (hook {loaded.hook!r}), but {model_name} has {architecture.n_layers} layers (0..{architecture.n_layers - 1})",
+            f"SAE {loaded.name} reads {where} (hook {loaded.hook!r}), but {model} has {architecture.n_layers} layers (0..{architecture.n_layers - 1})",
         )
     if loaded.location is not None and loaded.location.head is not None and loaded.location.head >= architecture.n_heads:
-        raise SpecError.at(loaded.origin, f"SAE {loaded.name} reads {where}, but {model_name} has {architecture.n_heads} heads per layer")
+        raise SpecError.at(loaded.origin, f"SAE {loaded.name} reads {where}, but {model} has {architecture.n_heads} heads per layer")
     width = sum(architecture.width(site) for site in loaded.sites(architecture))
     if loaded.d_in != width:
-        what = f"{architecture.n_heads} heads x d_head {architecture.d_head}" if loaded.all_heads_z else f"{architecture.width(loaded.location)} wide"  # type: ignore[arg-type]
+        what = f"{architecture.n_heads} heads x d_head {architecture.d_head} = {width}" if loaded.all_heads_z else str(width)
         raise SpecError.at(
             loaded.origin,
-            f"SAE {loaded.name} has d_in {loaded.d_in} at {where} (hook {loaded.hook!r}), but {model_name} ({architecture.family.name}, d_model {architecture.d_model}) is {what} there ({width})",
+            f"SAE {loaded.name} has d_in {loaded.d_in} at {where} (hook {loaded.hook!r}), but {model} ({architecture.family.name}, d_model {architecture.d_model}) has width {what} there",
         )

@@ -72,7 +72,7 @@ def test_width_and_layer_mismatch_name_both_sides(saved):
     loaded = load_sae(path_sae(folder))
     wide = Architecture(family=LLAMA, n_layers=30, n_heads=9, d_model=576, d_head=64, vocab_size=49152, parallel_residual=False)
     with pytest.raises(SpecError) as e:
-        check_fits(loaded, wide, "model smol")
+        check_fits(loaded, wide, "smol")
     (d,) = e.value.diagnostics
     assert (d.file, d.line) == ("saes.sage", 7)
     assert "SAE res[1] has d_in 64 at resid_post 1" in d.message and "model smol" in d.message and "d_model 576" in d.message
