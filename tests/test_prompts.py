@@ -378,3 +378,22 @@ def test_summary_and_padding(words):
     assert ids.shape == (2, 14) and mask[1].tolist() == [0] * 9 + [1] * 5
     assert pos["io"].tolist() == [ps.prompts[0].positions["io"], 10]
     assert ids[1, 10].item() == ps.prompts[0].ids[1]
+
+
+def test_bytes_do_not_depend_on_the_process(words):
+    """Set iteration order changes with PYTHONHASHSEED; nothing in the prompt set may follow it."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib; from tests.test_prompts import ioi, word_tokenizer, artifact_bytes; "
+        "from runtime.prompts import build_prompt_set; "
+        "t, m = artifact_bytes(build_prompt_set(ioi(), word_tokenizer())); "
+        "print(hashlib.sha256(t + m.encode()).hexdigest())"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    t, m = artifact_bytes(build_prompt_set(ioi(), words))
+    assert out.stdout.strip() == hashlib.sha256(t + m.encode()).hexdigest()
