@@ -18,7 +18,7 @@ from runtime.models import load_model, load_tokenizer, model_architecture, model
 from sagec.diagnostics import SpecError
 from sagec.locations import Location
 from sagec.spec import Model, Origin
-from tests import tiny_families
+from tests import tiny_families, tiny_gguf
 
 ORIGIN = Origin("spec.sage", 3, 10)
 
@@ -153,19 +153,23 @@ def test_smollm2_solves_ioi():
     assert not torch.allclose(patched_logits(loaded, ids, heads), got.logits, atol=1e-3)
 
 
-@pytest.mark.slow
 def test_gguf_source_dequantises_once(monkeypatch, tmp_path):
-    gguf = smollm2.gguf_file()
-    monkeypatch.setenv("SAGEC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("SAGEC_CACHE_DIR", str(tmp_path / "cache"))
+    gguf = tmp_path / "tiny.gguf"
+    original = tiny_gguf.write(gguf)
     tok = load_tokenizer(spec("gguf", str(gguf)))  # straight from the .gguf, nothing built
+    assert tok(" When Mary gave").input_ids == [260, 264, 281] and tok.padding_side == "left"
+    assert model_config(spec("gguf", str(gguf))).num_hidden_layers == 2
     assert not list(tmp_path.rglob("model.safetensors"))
-    start = time.perf_counter()
     loaded = load_model(spec("gguf", str(gguf)))
-    first = time.perf_counter() - start
     assert loaded.identity["gguf_sha256"] == sha256_file(gguf)
-    assert tok("Hello world").input_ids == loaded.tokenizer("Hello world").input_ids
-    start = time.perf_counter()
-    again = load_model(spec("gguf", str(gguf)))
-    assert time.perf_counter() - start < first and again.identity == loaded.identity
-    built = list((tmp_path / "models").glob("gguf-*"))
+    x = [[260, 264, 281, 7, 9]]
+    got = collect(loaded, x, {"end": [-1]}, [])
+    with torch.no_grad():
+        torch.testing.assert_close(got.logits[0], original(torch.tensor(x)).logits[0, -1])
+    built = list((tmp_path / "cache" / "models").glob("gguf-tiny-*"))
     assert len(built) == 1 and (built[0] / "model.safetensors").is_file()
+    stamp = (built[0] / "model.safetensors").stat().st_mtime_ns
+    again = load_model(spec("gguf", str(gguf)))  # from the cached copy, not dequantised again
+    assert again.identity == loaded.identity and (built[0] / "model.safetensors").stat().st_mtime_ns == stamp
+    assert load_tokenizer(spec("gguf", str(gguf)))(" When").input_ids == [260]
