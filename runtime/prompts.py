@@ -263,14 +263,23 @@ class _Problems:
 
     LIMIT = 20
 
-    def __init__(self) -> None:
+    def __init__(self, task: Task) -> None:
+        self.task = task
         self.found: dict[Any, Diagnostic] = {}
+        self.dropped: set[Any] = set()
 
     def add(self, key: Any, error: SpecError) -> None:
-        if key not in self.found and len(self.found) < self.LIMIT:
+        if key in self.found:
+            return
+        if len(self.found) < self.LIMIT:
             self.found[key] = error.diagnostics[0]
+        else:
+            self.dropped.add(key)
 
     def raise_any(self) -> None:
+        if self.dropped:
+            more = Diagnostic.at(self.task.origin, f"task {self.task.name}: {len(self.dropped)} more problems of the kinds below are not shown")
+            raise SpecError([*self.found.values(), more])
         if self.found:
             raise SpecError(self.found.values())
 
@@ -313,6 +322,10 @@ class _Tokens:
 
     def pieces(self, ids: Sequence[int]) -> list[str]:
         return [self.tokenizer.decode([i]) for i in ids]
+
+
+def _values(assignment: Mapping[str, Value]) -> str:
+    return show_env({k: v for k, v in assignment.items() if k != TEMPLATE_VARIABLE})
 
 
 def _where(task: Task, assignment: Mapping[str, Value]) -> str:
@@ -395,7 +408,7 @@ def _prompt(task: Task, tokens: _Tokens, assignment: Assignment, split: str, pro
             if len(got) == 1 and got[0] == tokens.tokenizer.unk_token_id:
                 problems.add(
                     (what, s),
-                    SpecError.at(task.answer.origin, f"{what} {s!r} (for {show_env(assignment)}, {_where(task, assignment)}) is not in the tokenizer's vocabulary: it encodes to the unknown token"),
+                    SpecError.at(task.answer.origin, f"{what} {s!r} (for {_values(assignment)}, {_where(task, assignment)}) is not in the tokenizer's vocabulary: it encodes to the unknown token"),
                 )
             elif len(got) != 1:
                 pieces = " + ".join(repr(p) for p in tokens.pieces(got)) or "nothing"
@@ -403,7 +416,7 @@ def _prompt(task: Task, tokens: _Tokens, assignment: Assignment, split: str, pro
                     (what, s),
                     SpecError.at(
                         task.answer.origin,
-                        f"{what} {s!r} (for {show_env(assignment)}, {_where(task, assignment)}) is {len(got)} tokens, {pieces}; each {what} must be exactly one token",
+                        f"{what} {s!r} (for {_values(assignment)}, {_where(task, assignment)}) is {len(got)} tokens, {pieces}; each {what} must be exactly one token",
                         hint="choose values that are a single token for this model's tokenizer",
                     ),
                 )
@@ -429,7 +442,7 @@ def build_prompt_set(task: Task, tokenizer: Any) -> PromptSet:
     with its counterfactual twin and one twin per attribute. Byte-for-byte deterministic in
     `task.seed`. Raises one SpecError listing every problem found."""
     tokens = _Tokens(tokenizer)
-    problems = _Problems()
+    problems = _Problems(task)
     drawn = sample_split(task)
     domains = split_domains(task)
     rules: list[tuple[str, tuple[str, ...], bool]] = []

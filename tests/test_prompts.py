@@ -397,3 +397,13 @@ def test_bytes_do_not_depend_on_the_process(words):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     t, m = artifact_bytes(build_prompt_set(ioi(), words))
     assert out.stdout.strip() == hashlib.sha256(t + m.encode()).hexdigest()
+
+
+def test_problems_are_capped_with_a_count_of_the_rest():
+    many = tuple(f"Name{i}" for i in range(30))
+    task = ioi(variables=(Variable("io", many, at(3)),) + ioi().variables[1:], samples=400, attributes=("s", "order"))
+    with pytest.raises(SpecError) as e:
+        build_prompt_set(task, word_tokenizer(NAMES + PLACES + tuple(WORDS) + many[:5]))
+    messages = [d.message for d in e.value.diagnostics]
+    assert sum("unknown token" in m for m in messages) == 20
+    assert any(re.search(r"task ioi: \d+ more problems", m) for m in messages)
