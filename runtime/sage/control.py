@@ -21,12 +21,15 @@ def greedy_edits(f_source: torch.Tensor, f_target: torch.Tensor, w_dec: torch.Te
     than k latents differ between p and p' (the edit then simply stops growing).
 
     Vectorised over pairs: ||S + d_j - t||^2 = ||S - t||^2 + 2 df_j (W_dec[j] . (S - t)) +
-    df_j^2 ||W_dec[j]||^2, so each step needs one (N, d) x (d, L) product over the L latents that differ on some pair.
+    df_j^2 ||W_dec[j]||^2, so each step needs one (N, d) x (d, L) product, L the latents that
+    differ on some pair.
     """
     # Only latents that differ on some pair can be chosen: restricting to them (a few hundred of
     # a wide SAE's thousands) shrinks every step's product without changing a choice.
     differing = torch.nonzero((f_target != f_source).any(dim=0)).flatten()
     edits, chosen = _greedy(f_source[:, differing], f_target[:, differing], w_dec[differing], true_delta, ks)
+    if len(differing) == 0:
+        return edits, chosen
     return edits, torch.where(chosen >= 0, differing[chosen.clamp_min(0)], chosen)
 
 
