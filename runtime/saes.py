@@ -15,6 +15,7 @@ concatenated, which `LoadedSae.sites` spells out once the model's head count is 
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import hashlib
 import json
 import os
@@ -155,6 +156,26 @@ def check_source(sae: Sae) -> None:
         raise SpecError.at(sae.origin, f"SAE {sae.name}: unknown source {sae.source!r}")
     if sae.hook is not None:
         _override(sae)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One SAE a spec can name: `source zoo "name"` or `source sae_lens "release" "id"`."""
+
+    source: str  # "zoo" | "sae_lens"
+    name: str  # the zoo name, or "release/id"
+    model: str  # the model it was trained on, as its source names it ("" if unknown)
+
+
+def catalogue(pattern: str | None = None) -> list[Listed]:
+    """Every zoo SAE and every SAE in sae_lens's bundled directory whose name matches the
+    shell-style `pattern` (for `sagec ls saes`); zoo first, each part sorted."""
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    found = [Listed("zoo", n, n.split("/", 1)[0]) for n in zoo_sae_names()]
+    for release, entry in sorted(get_pretrained_saes_directory().items()):
+        found += [Listed("sae_lens", f"{release}/{i}", entry.model) for i in entry.saes_map]
+    return [x for x in found if pattern is None or fnmatch.fnmatchcase(x.name, pattern)]
 
 
 def _check_pretrained(sae: Sae) -> None:

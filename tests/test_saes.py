@@ -206,3 +206,14 @@ def test_zoo_saes_resolve_through_the_registry(saved, monkeypatch):
     with pytest.raises(SpecError) as e:
         load_sae(Sae("z", "zoo", f"tiny/{kind}/2", None, None, None, AT))
     assert f"no SAE 'tiny/{kind}/2'" in str(e.value) and f"'tiny/{kind}/1'" in str(e.value)
+
+
+def test_catalogue_lists_zoo_and_sae_lens(saved, monkeypatch):
+    from runtime import saes
+
+    monkeypatch.setattr(saes, "_ZOO", {"tiny/std/1": lambda: saved[2]})
+    monkeypatch.setattr(saes, "_import_zoo", lambda: None)
+    listed = saes.catalogue("*")
+    assert listed[0] == saes.Listed("zoo", "tiny/std/1", "tiny")
+    assert saes.Listed("sae_lens", "gpt2-small-res-jb/blocks.8.hook_resid_pre", "gpt2-small") in listed
+    assert {x.name for x in saes.catalogue("gpt2-small-res-jb/blocks.1[01].hook_resid_pre")} == {f"gpt2-small-res-jb/blocks.{i}.hook_resid_pre" for i in (10, 11)}
