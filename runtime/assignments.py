@@ -273,7 +273,9 @@ SPLITS = ("train", "test")
 def split_domains(task: Task) -> dict[str, dict[str, tuple[Value, ...]]]:
     """Per split, the domains its prompts draw from: each `split.by` variable's values are dealt
     to train or test (in proportion to the fractions, at least one each), so the two splits share
-    no value of it. Without `by` both draw from the full domains: a plain random split."""
+    no value of it. Without `by` both draw from the full domains: a plain random split.
+    It depends on the seed and the domains only, not on `samples`: the zoo trains on more prompts
+    of the same split, and must hold out the same values."""
     domains = domains_of(task)
     frac = train_fraction(task)
     rng = rng_for(task.seed, "split")
