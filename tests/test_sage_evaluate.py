@@ -176,6 +176,8 @@ def test_zero_baselines_are_nan_with_a_reason():
     assert math.isnan(interp.feature_centric.value) and "no latent is active" in interp.feature_centric.reason
     assert math.isnan(interp.values[0].precision) and interp.value_centric.value == 0.0
     assert s.per_site["s"].dead_fraction.value == 1.0 and s.per_site["s"].l0.value == 0.0
+    # Nothing reconstructed: an edit's magnitude (a weight within the reconstruction) is undefined.
+    assert math.isnan(s.control["x"].edit_magnitude[1].value) and "reconstruction is empty" in s.control["x"].edit_magnitude[1].reason
     strict_json(s)
 
 

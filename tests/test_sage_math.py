@@ -201,3 +201,51 @@ def test_alignment_matches_one_to_one():
     assert a.matched_latent.tolist() == [1, 2]  # ... the matching gives it to the closer one
     assert a.matched_cosine[0] == pytest.approx(1.0)
     assert a.matched_cosine[1] == pytest.approx(0.1 / math.sqrt(0.82))
+
+
+def naive_greedy(f_src, f_tgt, w_dec, true_delta, steps):
+    """The definition, one pair and one candidate at a time."""
+    out = []
+    for p in range(len(f_src)):
+        running, left, picks = torch.zeros(w_dec.shape[1], dtype=torch.float64), set(torch.nonzero(f_tgt[p] != f_src[p]).flatten().tolist()), []
+        for _ in range(steps):
+            if not left:
+                break
+            step = {j: (f_tgt[p, j] - f_src[p, j]).double() * w_dec[j].double() for j in left}
+            j = min(sorted(left), key=lambda j: (running + step[j] - true_delta[p].double()).norm().item())
+            running, picks = running + step[j], picks + [j]
+            left.discard(j)
+        out.append(picks + [-1] * (steps - len(picks)))
+    return torch.tensor(out)
+
+
+def test_greedy_edits_match_the_definition_and_chunking_changes_nothing(monkeypatch):
+    torch.manual_seed(3)
+    n, width, d = 20, 12, 5
+    f_src = torch.relu(torch.randn(n, width) - 0.8).double()
+    f_tgt = torch.relu(torch.randn(n, width) - 0.8).double()
+    f_tgt[0] = f_src[0]  # a pair whose latents do not differ at all: an empty edit
+    w_dec, true_delta = torch.randn(width, d).double(), torch.randn(n, d).double()
+    edits, chosen = control.greedy_edits(f_src, f_tgt, w_dec, true_delta, ks=(1, 3, 6))
+    assert torch.equal(chosen, naive_greedy(f_src, f_tgt, w_dec, true_delta, 6))
+    for k in (1, 3, 6):
+        picks = chosen[:, :k]
+        expected = torch.stack([sum(((f_tgt[p, j] - f_src[p, j]) * w_dec[j] for j in picks[p].tolist() if j >= 0), torch.zeros(d, dtype=torch.float64)) for p in range(n)])
+        assert torch.allclose(edits[k], expected)
+    monkeypatch.setattr(control, "GATHER_BUDGET", 1)  # one row per chunk
+    edits_1, chosen_1 = control.greedy_edits(f_src, f_tgt, w_dec, true_delta, ks=(1, 3, 6))
+    assert torch.equal(chosen_1, chosen) and all(torch.allclose(edits_1[k], edits[k]) for k in edits)
+
+
+def test_edit_magnitude_matches_the_dense_weights():
+    torch.manual_seed(4)
+    f_src, f_tgt = torch.relu(torch.randn(6, 9)).double(), torch.relu(torch.randn(6, 9)).double()
+    w_dec = torch.randn(9, 4).double()
+    chosen = torch.tensor([[0, 3, -1]] * 6)
+    weights = control.latent_weights(f_src, w_dec)
+    fraction = ((f_src - f_tgt) / f_src.where(f_src != 0, torch.ones_like(f_src))).clamp(0, 1).where(f_src > 0, torch.zeros_like(f_src))
+    expected = weights[:, 0] * fraction[:, 0] + weights[:, 3] * fraction[:, 3]
+    assert torch.allclose(control.edit_magnitude(f_src, f_tgt, w_dec, chosen), expected)
+    empty = control.edit_magnitude(torch.zeros(1, 9).double(), f_tgt[:1], w_dec, chosen[:1])
+    assert torch.isnan(empty).all()  # nothing reconstructed: no weight to speak of
+    assert torch.isnan(control.supervised_edit_magnitude(torch.zeros(1, 2), torch.zeros(1, 2))).all()

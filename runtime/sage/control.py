@@ -9,50 +9,63 @@ edits for every smaller k as its prefixes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 
+from runtime.sage.statistics import safe_ratio
+
 KS = (1, 2, 4, 6, 8, 16, 32)
+
+
+# Elements of the per-chunk (rows, candidates, d) gather of decoder rows: bounds the memory of
+# a greedy pass whatever N, d and the SAE width.
+GATHER_BUDGET = 1 << 24
 
 
 def greedy_edits(f_source: torch.Tensor, f_target: torch.Tensor, w_dec: torch.Tensor, true_delta: torch.Tensor, ks: Sequence[int] = KS) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
     """Returns {k: edit delta (N, d)} and the chosen latent indices (N, max k), -1 where fewer
     than k latents differ between p and p' (the edit then simply stops growing).
 
-    Vectorised over pairs: ||S + d_j - t||^2 = ||S - t||^2 + 2 df_j (W_dec[j] . (S - t)) +
-    df_j^2 ||W_dec[j]||^2, so each step needs one (N, d) x (d, L) product, L the latents that
-    differ on some pair.
+    ||S + d_j - t||^2 = ||S - t||^2 + 2 df_j (W_dec[j] . (S - t)) + df_j^2 ||W_dec[j]||^2, and
+    only the latents where p and p' differ (a few times L0 of the SAE's thousands) can be
+    chosen: each row gathers its own candidates' decoder rows, so a step costs N x C x d for C
+    the most candidates any row has. Ties go to the lowest latent index.
     """
-    # Only latents that differ on some pair can be chosen: restricting to them (a few hundred of
-    # a wide SAE's thousands) shrinks every step's product without changing a choice.
-    differing = torch.nonzero((f_target != f_source).any(dim=0)).flatten()
-    edits, chosen = _greedy(f_source[:, differing], f_target[:, differing], w_dec[differing], true_delta, ks)
-    if len(differing) == 0:
-        return edits, chosen
-    return edits, torch.where(chosen >= 0, differing[chosen.clamp_min(0)], chosen)
-
-
-def _greedy(f_source: torch.Tensor, f_target: torch.Tensor, w_dec: torch.Tensor, true_delta: torch.Tensor, ks: Sequence[int]) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
     delta_f = (f_target - f_source).to(w_dec.dtype)
-    n = delta_f.shape[0]
+    n, d = len(delta_f), w_dec.shape[1]
+    differs = delta_f != 0
+    width = int(differs.sum(dim=1).max()) if n else 0
+    rows_per_chunk = max(1, GATHER_BUDGET // max(1, width * d))
+    parts = [_greedy_rows(delta_f[i : i + rows_per_chunk], differs[i : i + rows_per_chunk], w_dec, true_delta[i : i + rows_per_chunk], width, ks) for i in range(0, n, rows_per_chunk)]
+    if not parts:
+        return {k: torch.zeros(0, d, dtype=w_dec.dtype) for k in ks}, torch.zeros(0, max(ks), dtype=torch.long)
+    return {k: torch.cat([e[k] for e, _ in parts]) for k in ks}, torch.cat([c for _, c in parts])
+
+
+def _greedy_rows(delta_f: torch.Tensor, differs: torch.Tensor, w_dec: torch.Tensor, true_delta: torch.Tensor, width: int, ks: Sequence[int]) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+    n = len(delta_f)
+    # Each row's candidates first, in latent order (a stable sort), padded to `width`.
+    candidates = torch.argsort(differs.to(torch.int8), dim=1, descending=True, stable=True)[:, :width]
+    available = differs.gather(1, candidates)
+    df = delta_f.gather(1, candidates)
+    rows_w = w_dec[candidates]  # (n, C, d)
+    norms = rows_w.pow(2).sum(dim=2)
+    target = true_delta.to(w_dec.dtype)
     running = torch.zeros(n, w_dec.shape[1], dtype=w_dec.dtype)
     chosen = torch.full((n, max(ks)), -1, dtype=torch.long)
-    if delta_f.shape[1] == 0:  # no latent differs on any pair: every edit is empty
-        return {k: running.clone() for k in ks}, chosen
-    norms = w_dec.pow(2).sum(dim=1)
-    available = delta_f != 0
     edits: dict[int, torch.Tensor] = {}
     rows = torch.arange(n)
     for step in range(max(ks)):
-        gap = running - true_delta.to(w_dec.dtype)
-        score = 2 * delta_f * (gap @ w_dec.T) + delta_f.pow(2) * norms
-        score = score.masked_fill(~available, float("inf"))
-        best = score.argmin(dim=1)
-        has = available[rows, best]
-        running = running + torch.where(has[:, None], delta_f[rows, best, None] * w_dec[best], torch.zeros_like(running))
-        chosen[:, step] = torch.where(has, best, torch.full_like(best, -1))
-        available[rows[has], best[has]] = False
+        if width > 0:
+            dots = torch.bmm(rows_w, (running - target)[:, :, None])[:, :, 0]
+            score = (2 * df * dots + df.pow(2) * norms).masked_fill(~available, float("inf"))
+            best = score.argmin(dim=1)
+            has = available[rows, best]
+            running = running + torch.where(has, df[rows, best], torch.zeros_like(df[:, 0]))[:, None] * rows_w[rows, best]
+            chosen[:, step] = torch.where(has, candidates[rows, best], torch.full_like(best, -1))
+            available[rows[has], best[has]] = False
         if step + 1 in ks:
             edits[step + 1] = running.clone()
     return edits, chosen
@@ -66,16 +79,23 @@ def latent_weights(f: torch.Tensor, w_dec: torch.Tensor) -> torch.Tensor:
 
 def edit_magnitude(f_source: torch.Tensor, f_target: torch.Tensor, w_dec: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
     """Per pair, the total weight (in p's reconstruction) of what the edit removes: a chosen
-    latent that falls from f_j(p) to f_j(p') counts with its weight times the fraction removed."""
-    weights = latent_weights(f_source, w_dec)
-    removed_fraction = ((f_source - f_target) / f_source.where(f_source != 0, torch.ones_like(f_source))).clamp(0, 1)
-    removed_fraction = removed_fraction.where(f_source > 0, torch.zeros_like(removed_fraction))
-    mask = torch.zeros_like(f_source, dtype=torch.bool)
+    latent that falls from f_j(p) to f_j(p') counts with its weight times the fraction removed.
+    NaN where p's reconstruction is empty (x = 0): there is nothing to weigh against.
+
+    Only the chosen latents' weights are needed, so x is decoded from the nonzero latents and
+    each weight is one gathered dot product: O(N k d), not O(N L d) for a wide SAE."""
+    f_source = f_source.to(w_dec.dtype)
+    x = torch.sparse.mm(f_source.to_sparse(), w_dec)  # f W_dec = a_hat - b_dec
     valid = chosen >= 0
-    mask[torch.arange(len(chosen))[:, None].expand_as(chosen)[valid], chosen[valid]] = True
-    return (weights * removed_fraction * mask).sum(dim=1)
+    j = chosen.clamp_min(0)
+    fs, ft = f_source.gather(1, j), f_target.to(w_dec.dtype).gather(1, j)
+    weights = fs * torch.bmm(w_dec[j], x[:, :, None])[:, :, 0] / x.pow(2).sum(dim=1, keepdim=True)
+    removed = ((fs - ft) / fs.where(fs != 0, torch.ones_like(fs))).clamp(0, 1).where(fs > 0, torch.zeros_like(fs))
+    total = (weights.nan_to_num(0.0) * removed * valid).sum(dim=1)
+    return total.where(x.pow(2).sum(dim=1) > 0, torch.full_like(total, math.nan))
 
 
 def supervised_edit_magnitude(code_removed: torch.Tensor, code_sum: torch.Tensor) -> torch.Tensor:
-    """The same measure for the supervised edit: the weight of u_{i,v} in sum_i u_{i,v_i(p)}."""
-    return (code_removed * code_sum).sum(dim=1) / code_sum.pow(2).sum(dim=1).clamp_min(1e-12)
+    """The same measure for the supervised edit: the weight of u_{i,v} in sum_i u_{i,v_i(p)};
+    NaN where that sum is zero."""
+    return safe_ratio((code_removed * code_sum).sum(dim=1), code_sum.pow(2).sum(dim=1))

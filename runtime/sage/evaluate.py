@@ -225,14 +225,14 @@ def validate_supervised(
     for index, a in enumerate(attributes):
         edited, target = edit_and_target[2 * index], edit_and_target[2 * index + 1]
         mask = torch.tensor([v != w for v, w in zip(values[a], twin_values[a], strict=True)], dtype=torch.bool)
-        magnitude = torch.stack([control.supervised_edit_magnitude(rows[s][a].double(), code_sum[s].double()) for s in sites]).mean(dim=0)
+        magnitude = torch.stack([control.supervised_edit_magnitude(rows[s][a].double(), code_sum[s].double()) for s in sites]).nanmean(dim=0)
         pairs[a], targets[a] = mask, target
         hits[a] = (edited.argmax[mask] == target.argmax[mask]).to(torch.float64)
         magnitudes[a] = magnitude[mask]
         control_results[a] = SupervisedControl(
             edit_success=_over_pairs(a, mask, lambda: validation.edit_success(edited.argmax[mask], target.argmax[mask], seed=seed)),
             no_intervention_agreement=_over_pairs(a, mask, lambda: validation.edit_success(clean.argmax[mask], target.argmax[mask], seed=seed)),
-            edit_magnitude=_over_pairs(a, mask, lambda: mean_estimate(magnitude[mask], seed=seed)),
+            edit_magnitude=_over_pairs(a, mask, lambda: _mean_where_defined(magnitude[mask], seed=seed)),
         )
 
     return SupervisedValidation(
@@ -323,7 +323,7 @@ def _plan_sae(sae, supervised, acts, twin_acts, values, clean, dictionaries, ks,
         # The sparse edit moves the REAL activations, at every served site at once.
         conditions.extend({s: acts[s] + _like(edits[s][k], acts[s]) for s in sites} for k in ks)
         magnitudes[a] = {
-            k: torch.stack([control.edit_magnitude(sae[s].f, sae[s].twin_f[a], sae[s].w_dec, chosen[s][:, :k]).double() for s in sites]).mean(dim=0)
+            k: torch.stack([control.edit_magnitude(sae[s].f, sae[s].twin_f[a], sae[s].w_dec, chosen[s][:, :k]).double() for s in sites]).nanmean(dim=0)
             for k in ks
         }
 
@@ -339,7 +339,7 @@ def _plan_sae(sae, supervised, acts, twin_acts, values, clean, dictionaries, ks,
                 supervised_edit_success=supervised.control[a].edit_success,
                 supervised_edit_magnitude=supervised.control[a].edit_magnitude,
                 edit_success={k: _over_pairs(a, mask, lambda k=k: mean_estimate(hits[k], seed=seed)) for k in ks},
-                edit_magnitude={k: _over_pairs(a, mask, lambda k=k: mean_estimate(magnitudes[a][k][mask], seed=seed)) for k in ks},
+                edit_magnitude={k: _over_pairs(a, mask, lambda k=k: _mean_where_defined(magnitudes[a][k][mask], seed=seed)) for k in ks},
                 min_k=_over_pairs(a, mask, lambda: min_k(hits, reference.edit_hits[a], seed=seed)),
             )
         ablated = reference.ablated.metric
@@ -471,6 +471,16 @@ def _over_pairs(attribute: str, mask: torch.Tensor, estimate: Callable[[], Estim
     if not bool(mask.any()):
         return undefined(f"no test pair changes attribute {attribute!r}")
     return estimate()
+
+
+def _mean_where_defined(column: torch.Tensor, *, seed: int) -> Estimate:
+    """Edit magnitude is a weight within p's reconstruction (per site, averaged over the sites
+    where it is defined); a pair whose reconstruction is empty everywhere has none, and is left
+    out (n says how many remain)."""
+    defined = torch.isfinite(column)
+    if not bool(defined.any()):
+        return undefined("the reconstruction is empty on every pair: no weight to remove")
+    return mean_estimate(column[defined], seed=seed)
 
 
 def _check_shapes(n, sites, acts, twin_acts, values) -> None:
