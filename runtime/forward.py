@@ -14,6 +14,7 @@ gathers activations at the named positions only (not the whole (B, T, d) tensors
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -110,14 +111,22 @@ def patched_logits(
     token_ids: Sequence[Sequence[int]],
     patches: Sequence[Patch],
     batch_size: int | None = None,
+    prefix: PrefixCache | None = None,
 ) -> torch.Tensor:
-    """Final-position logits (N, vocab) with every patch applied, all in the same forward."""
+    """Final-position logits (N, vocab) with every patch applied, all in the same forward.
+
+    With `prefix` (from `prefix_cache` on the same prompts) and every patch at each prompt's
+    final token, only that token is recomputed, on top of the clean prefix's key/value cache:
+    under causal attention nothing before it can change. Otherwise the full forward runs.
+    """
     n = len(token_ids)
     for p in patches:
         loaded.arch.check(p.location)
         if len(p.positions) != n or p.values.shape != (n, loaded.arch.width(p.location)):
             raise ValueError(f"patch of {p.location}: expected {n} positions and values of shape "
                              f"({n}, {loaded.arch.width(p.location)}), got {len(p.positions)} and {tuple(p.values.shape)}")
+    if prefix is not None and prefix.serves(token_ids, patches):
+        return _suffix_logits(loaded, prefix, patches)
     out = []
     order, batches = _batches(token_ids, batch_size or loaded.batch_size)
     model = loaded.model
@@ -134,6 +143,57 @@ def patched_logits(
             logits = model.output.logits[:, -1].save()
         out.append(logits.float().cpu())
     return _unsort(torch.cat(out), order)
+
+
+@dataclass(frozen=True)
+class PrefixCache:
+    """The clean key/value cache of every prompt without its final token, per batch."""
+
+    token_ids: tuple[tuple[int, ...], ...]
+    order: list[int]
+    batches: list[tuple[list[int], Padded, object]]  # (prompt indices, padded batch, HF cache)
+
+    def serves(self, token_ids: Sequence[Sequence[int]], patches: Sequence[Patch]) -> bool:
+        """True when these are its prompts and every patch sits at each prompt's final token."""
+        lengths = torch.tensor([len(t) for t in self.token_ids])
+        for p in patches:
+            pos = torch.as_tensor(p.positions, dtype=torch.long)
+            if not bool(((pos == lengths - 1) | (pos == -1)).all()):
+                return False
+        return tuple(map(tuple, token_ids)) == self.token_ids
+
+
+def prefix_cache(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], batch_size: int | None = None) -> PrefixCache:
+    """Run every prompt but its final token once, keeping the key/value caches (DESIGN.md: the
+    suffix-only path for the many final-position interventions of a pass)."""
+    if min(len(t) for t in token_ids) < 2:
+        raise ValueError("prefix_cache needs prompts of at least two tokens")
+    order, batches = _batches(token_ids, batch_size or loaded.batch_size)
+    hf, device = loaded.model._module, loaded.device
+    cached = []
+    for rows in batches:
+        padded = pad_left([token_ids[i] for i in rows], _pad_id(loaded))
+        with torch.no_grad():
+            out = hf(input_ids=padded.input_ids[:, :-1].to(device), attention_mask=padded.attention_mask[:, :-1].to(device),
+                     position_ids=padded.position_ids[:, :-1].to(device), use_cache=True, logits_to_keep=1)
+        cached.append((rows, padded, out.past_key_values))
+    return PrefixCache(tuple(map(tuple, token_ids)), order, cached)
+
+
+def _suffix_logits(loaded: LoadedModel, prefix: PrefixCache, patches: Sequence[Patch]) -> torch.Tensor:
+    model, device = loaded.model, loaded.device
+    out = []
+    for rows, padded, cache in prefix.batches:
+        last = torch.zeros(len(rows), dtype=torch.long, device=device)  # the one column recomputed
+        writes = [Write(p.location, last, p.values[rows].to(device)) for p in patches]
+        kv = copy.deepcopy(cache)  # a forward appends to the cache it is given
+        with torch.no_grad(), model.trace(padded.input_ids[:, -1:].to(device), attention_mask=padded.attention_mask.to(device),
+                                          position_ids=padded.position_ids[:, -1:].to(device), past_key_values=kv,
+                                          use_cache=True, logits_to_keep=1):
+            access(model, loaded.arch, (), writes)
+            logits = model.output.logits[:, -1].save()
+        out.append(logits.float().cpu())
+    return _unsort(torch.cat(out), prefix.order)
 
 
 # --- internals ---------------------------------------------------------------------------------

@@ -98,7 +98,8 @@ def load_tokenizer(model: Model) -> Any:
         if (built / MANIFEST).is_file():
             return _prepare(_auto_tokenizer(built, model))
         return _prepare(_gguf_tokenizer(gguf))
-    return _prepare(_auto_tokenizer(resolve_folder(model), model))
+    folder = _hub_folder(model, weights=False) if model.source == "hub" else resolve_folder(model)
+    return _prepare(_auto_tokenizer(folder, model))
 
 
 def model_config(model: Model) -> Any:
@@ -116,7 +117,8 @@ def model_config(model: Model) -> Any:
         if (built / MANIFEST).is_file():
             return AutoConfig.from_pretrained(built)
         return AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    return AutoConfig.from_pretrained(resolve_folder(model))
+    folder = _hub_folder(model, weights=False) if model.source == "hub" else resolve_folder(model)
+    return AutoConfig.from_pretrained(folder)
 
 
 def model_architecture(model: Model) -> Architecture:
@@ -153,12 +155,13 @@ def resolve_folder(model: Model) -> Path:
     raise SpecError.at(model.origin, f"unknown model source {model.source!r}")
 
 
-def _hub_folder(model: Model) -> Path:
-    """The HF cache snapshot of a hub id; without a reachable hub, only an already cached one."""
+def _hub_folder(model: Model, weights: bool = True) -> Path:
+    """The HF cache snapshot of a hub id; without a reachable hub, only an already cached one.
+    `weights=False` fetches config and tokenizer files only."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]
+    patterns = ["*.json", "*.model", "*.txt", "*.tiktoken", *(["*.safetensors"] if weights else [])]
     offline = _hub_offline()
     try:
         return Path(snapshot_download(model.ref, allow_patterns=patterns, local_files_only=offline is not None))

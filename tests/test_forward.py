@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from runtime.forward import Patch, collect, collect_with_grads, pad_left, patched_logits
+from runtime.forward import Patch, collect, collect_with_grads, pad_left, patched_logits, prefix_cache
 from runtime.models import load_model
 from sagec.locations import Location
 from sagec.spec import Model, Origin
@@ -122,3 +122,23 @@ def test_gradients_match_finite_differences(loaded):
             analytic = (got.gradients[loc, name] * direction).sum(-1)
             torch.testing.assert_close(analytic, numeric, atol=2e-3, rtol=2e-2), (loc, name)
             assert analytic.abs().max() > 1e-3 or name == "mid"  # not vacuous at the final position
+
+
+def test_suffix_only_path_matches_the_full_forward(loaded):
+    xs = prompts(6)
+    n = len(xs)
+    pos = {"end": [-1] * n}
+    locs = [Location("resid_pre", 1), Location("head", 2, 1), Location("mlp_out", 0), Location("resid_mid", 2)]
+    g = torch.Generator().manual_seed(5)
+    patches = [Patch(loc, [len(x) - 1 for x in xs], torch.randn(n, loaded.arch.width(loc), generator=g)) for loc in locs]
+    prefix = prefix_cache(loaded, xs, batch_size=4)
+    full = patched_logits(loaded, xs, patches)
+    fast = patched_logits(loaded, xs, patches, prefix=prefix)
+    torch.testing.assert_close(fast, full, atol=1e-5, rtol=1e-4)
+    # the cache is reusable: a second intervention on the same prefix gives the clean logits back
+    clean = collect(loaded, xs, pos, [])
+    torch.testing.assert_close(patched_logits(loaded, xs, [], prefix=prefix), clean.logits, atol=1e-5, rtol=1e-4)
+    # a patch before the final token falls back to the full forward, and is still right
+    early = [Patch(Location("mlp_out", 0), [0] * n, torch.zeros(n, loaded.arch.d_model))]
+    torch.testing.assert_close(patched_logits(loaded, xs, early, prefix=prefix), patched_logits(loaded, xs, early))
+    assert prefix.serves(xs, patches) and not prefix.serves(xs, early) and not prefix.serves(xs[::-1], patches)
