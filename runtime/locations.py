@@ -206,7 +206,7 @@ class _Taker:
 
     def store(self, location: Location, value: torch.Tensor) -> None:
         # Clone: a later write or in-place op on the model's tensor must not change a read.
-        self.capture.values[location] = value.detach().clone() if value.requires_grad else value.clone()
+        self.capture.values[location] = value.detach().clone()
 
     def site(self, location: Location, tensor: Any, convert: Callable[[torch.Tensor], torch.Tensor]) -> None:
         if self.grads:
