@@ -54,17 +54,27 @@ def patcher(ctx, loaded, prompts: Sequence[Prompt]):
     """The `patched` callback of runtime/sage/evaluate.py over the test prompts."""
 
     def patched(conditions: list[Condition]) -> list[Outcome]:
-        out = []
-        with ctx.reporter.track("interventions", total=len(conditions), unit="conditions") as bar:
-            for condition in conditions:
+        # Conditions that patch the same sites run as one long batch (the prompts repeated once
+        # per condition), so the forward engine cuts it into as few forwards as memory allows.
+        out: list[Outcome | None] = [None] * len(conditions)
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for index, condition in enumerate(conditions):
+            groups.setdefault(tuple(sorted(condition)), []).append(index)
+        with ctx.reporter.track("interventions", total=len(conditions) * len(prompts)) as bar:
+            for sites, members in groups.items():
+                repeated = list(prompts) * len(members)
                 patches = []
-                for name, values in condition.items():
+                for name in sites:
                     site = common.parse_site(name)
-                    patches.append(Patch(site.location, [p.positions[site.position] for p in prompts], values))
-                logits = common.patched_logits(ctx, loaded, prompts, patches)
-                out.append(Outcome(common.metric_values(logits, prompts), logits.argmax(dim=-1)))
-                bar.advance()
-        return out
+                    values = torch.cat([conditions[i][name] for i in members])
+                    patches.append(Patch(site.location, [p.positions[site.position] for p in repeated], values))
+                logits = common.patched_logits(ctx, loaded, repeated, patches)
+                metric, argmax = common.metric_values(logits, repeated), logits.argmax(dim=-1)
+                for j, i in enumerate(members):
+                    rows = slice(j * len(prompts), (j + 1) * len(prompts))
+                    out[i] = Outcome(metric[rows], argmax[rows])
+                bar.advance(len(members) * len(prompts))
+        return out  # type: ignore[return-value]
 
     return patched
 

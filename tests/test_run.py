@@ -1,0 +1,100 @@
+"""`sagec run` and `sagec plan` end to end on a tiny project: results, cache hits, resume after
+kill -9, adding an SAE, exit codes."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime.progress import Reporter
+from runtime.run import run_spec
+from sagec import load_spec
+from tests.tiny_pipeline import make_project
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    return make_project(tmp_path_factory.mktemp("project"))
+
+
+def sagec(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sagec.cli", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
+
+
+def results_without_run(path: Path) -> str:
+    data = json.loads(path.read_text())
+    data.pop("run")
+    return json.dumps(data, sort_keys=True)
+
+
+def test_run_writes_every_section_and_a_second_run_is_all_cache_hits(project, tmp_path):
+    spec = load_spec(str(project))
+    first = run_spec(spec, cache_dir=tmp_path / "cache", out_dir=tmp_path / "out", reporter=Reporter("quiet"))
+    path = first.results["tiny_gt"]
+    results = json.loads(path.read_text())
+    assert {"schema", "model", "prompts", "task_metric", "locate", "activations", "ground_truth", "saes", "versions", "plan"} <= set(results)
+    assert results["prompts"]["splits"] == {"train": 16, "test": 16}
+    assert len(results["locate"]["selected"]) >= 2
+    assert set(results["saes"]) == {"res[1]", "res[2]"}
+    assert first.counters["backward"] == 16  # one backward over the train prompts, in locate
+    second = run_spec(spec, cache_dir=tmp_path / "cache", out_dir=tmp_path / "out2", reporter=Reporter("quiet"))
+    assert all(o.cached for o in second.outcomes) and second.counters == {}
+    assert results_without_run(second.results["tiny_gt"]) == results_without_run(path)
+
+
+def test_adding_an_sae_runs_only_its_score_node(project, tmp_path):
+    folder = project.parent
+    run_spec(load_spec(str(make_project(folder, "res[1]"))), cache_dir=tmp_path, out_dir=tmp_path / "a", reporter=Reporter("quiet"))
+    more = run_spec(load_spec(str(make_project(folder, "res[1], res[2]"))), cache_dir=tmp_path, out_dir=tmp_path / "b", reporter=Reporter("quiet"))
+    make_project(folder)  # restore the shared spec
+    assert [o.node_id for o in more.outcomes if not o.cached] == ["score[tiny_gt/res[2]]", "report[tiny_gt]"]
+    assert "backward" not in more.counters  # no locate, no trace: only the new SAE's interventions
+
+
+def test_resume_after_kill_9_gives_identical_results(project, tmp_path):
+    reference = run_spec(load_spec(str(project)), cache_dir=tmp_path / "ref", out_dir=tmp_path / "ref-out", reporter=Reporter("quiet"))
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, "-m", "sagec.cli", "run", str(project), "--cache-dir", str(cache), "--out", str(tmp_path / "out")],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(cache.glob("artifacts/*/*/manifest.json"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished_before = len(list(cache.glob("artifacts/*/*/manifest.json")))
+    assert 3 <= finished_before < len(reference.plan.nodes), "the kill should land mid-run"
+    done = sagec("run", str(project), "--cache-dir", str(cache), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "cached" in done.stderr  # resumed
+    assert results_without_run(tmp_path / "out" / "results.json") == results_without_run(reference.results["tiny_gt"])
+
+
+def test_plan_shows_nodes_cache_state_and_cost_without_running(project, tmp_path):
+    out = sagec("plan", str(project), "--cache-dir", str(tmp_path), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "score[tiny_gt/res[2]]" in out.stdout and "to run" in out.stdout and "prompt-passes" in out.stdout
+    as_json = json.loads(sagec("plan", str(project), "--json", cwd=tmp_path).stdout)
+    assert [n["id"] for n in as_json["nodes"]][0] == "sample[ioi@tiny]"
+    assert as_json["estimate"]["locate[tiny_gt]"]["backwards"] == 16
+    assert sagec("plan", str(project), "--dot", cwd=tmp_path).stdout.startswith("digraph plan {")
+
+
+def test_exit_status_2_for_a_bad_spec_and_1_for_a_failing_node(project, tmp_path):
+    bad = tmp_path / "bad.sage"
+    bad.write_text(project.read_text().replace("model tiny\n", "model tinny\n"))
+    out = sagec("run", str(bad), cwd=tmp_path)
+    assert out.returncode == 2 and "tinny" in out.stderr and "Traceback" not in out.stderr
+    broken = tmp_path / "broken"
+    shutil.copytree(project.parent, broken, ignore=shutil.ignore_patterns("runs"))
+    (broken / "model" / "model.safetensors").write_bytes(b"not safetensors")
+    out = sagec("run", str(broken / "spec.sage"), "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    assert "locate[tiny_gt] failed" in out.stderr and "Traceback" not in out.stderr
