@@ -228,3 +228,23 @@ def test_rendered_diagnostic_has_location_caret_and_hint(tmp_path):
     assert out.splitlines()[0] == f"{tmp_path / 'spec.sage'}:20:30: error: unknown component 'mpl'"
     assert out.splitlines()[2] == " " * 31 + "^^^"
     assert out.splitlines()[3] == "  hint: did you mean 'mlp'?"
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["When {{io}} and {{ s }} went", "plain", "{{true}} {{x}}", "{{ x }} }} {", "{% if a %}{{b}}{% endif %}", "{{a.b}} {{c|upper}}", "{{x", "{# c #}{{y}}", "{{ none }}"],
+)
+def test_template_names_agree_with_jinja(source):
+    import jinja2
+    from jinja2 import meta
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from sagec.check import template_names
+
+    names, problem = template_names(source)
+    try:
+        expected = meta.find_undeclared_variables(SandboxedEnvironment().parse(source))
+    except jinja2.TemplateSyntaxError:
+        assert problem is not None
+    else:
+        assert problem is None and names == expected
