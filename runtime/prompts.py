@@ -295,15 +295,16 @@ class _Tokens:
         self._single: dict[str, list[int]] = {}
 
     def encode(self, text: str, special: bool = True) -> tuple[list[int], list[tuple[int, int]]]:
-        enc = self.tokenizer(text, add_special_tokens=special, return_offsets_mapping=True)
-        # Spans without leading whitespace: byte-level BPE tokens such as " Mary" may or may not
-        # include the space in their offsets, depending on the tokenizer's trim_offsets.
-        spans = []
-        for start, end in enc["offset_mapping"]:
-            while start < end and text[start].isspace():
-                start += 1
-            spans.append((start, end))
-        return list(enc["input_ids"]), spans
+        return self.encode_many([text], special)[text]
+
+    def encode_many(self, texts: Sequence[str], special: bool = True) -> dict[str, tuple[list[int], list[tuple[int, int]]]]:
+        """Each distinct text's ids and character spans, from one batched call (twins repeat
+        many texts, and the Rust tokenizer encodes a batch in parallel)."""
+        unique = list(dict.fromkeys(texts))
+        if not unique:
+            return {}
+        enc = self.tokenizer(unique, add_special_tokens=special, return_offsets_mapping=True)
+        return {text: (list(ids), _trimmed(text, offsets)) for text, ids, offsets in zip(unique, enc["input_ids"], enc["offset_mapping"])}
 
     def answer_ids(self, text: str, answer: str) -> list[int]:
         """The tokens of `answer` as a continuation of the prompt `text`. Alone first (cached);
@@ -324,6 +325,17 @@ class _Tokens:
         return [self.tokenizer.decode([i]) for i in ids]
 
 
+def _trimmed(text: str, offsets: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Spans without leading whitespace: byte-level BPE tokens such as " Mary" may or may not
+    include the space in their offsets, depending on the tokenizer's trim_offsets."""
+    spans = []
+    for start, end in offsets:
+        while start < end and text[start].isspace():
+            start += 1
+        spans.append((start, end))
+    return spans
+
+
 def _values(assignment: Mapping[str, Value]) -> str:
     return show_env({k: v for k, v in assignment.items() if k != TEMPLATE_VARIABLE})
 
@@ -335,12 +347,11 @@ def _where(task: Task, assignment: Mapping[str, Value]) -> str:
 
 def _resolve(task: Task, position: Position, text: str, ids: Sequence[int], spans: Sequence[tuple[int, int]], assignment: Mapping[str, Value]) -> int:
     where = _where(task, assignment)
-    text_tokens = [i for i, (s, e) in enumerate(spans) if e > s]
     if position.kind == "last":
         index = len(ids) - 1
     elif position.kind == "first":
         # The first token of the text itself, after any beginning-of-sequence token.
-        index = text_tokens[0] if text_tokens else 0
+        index = next((i for i, (s, e) in enumerate(spans) if e > s), 0)
     else:
         var = position.variable
         value = str(assignment[var])
@@ -383,15 +394,29 @@ def _occurrences(value: str, text: str, spans: Sequence[tuple[int, int]]) -> lis
     return out
 
 
-def _prompt(task: Task, tokens: _Tokens, assignment: Assignment, split: str, problems: _Problems) -> Prompt | None:
+@dataclass(frozen=True)
+class _Draft:
+    """A rendered assignment, waiting for its tokens."""
+
+    assignment: Assignment
+    split: str
+    text: str
+    answers: tuple[str, ...]
+    distractors: tuple[str, ...]
+
+
+def _draft(task: Task, assignment: Assignment, split: str, problems: _Problems) -> _Draft | None:
     try:
-        text = render(task, assignment)
-        answers, distractors = render_answer(task, assignment)
+        return _Draft(assignment, split, render(task, assignment), *render_answer(task, assignment))
     except SpecError as e:
         d = e.diagnostics[0]
         problems.add(("render", d.file, d.line), e)  # one per template or answer line
         return None
-    ids, spans = tokens.encode(text)
+
+
+def _prompt(task: Task, tokens: _Tokens, draft: _Draft, encoded: tuple[list[int], list[tuple[int, int]]], problems: _Problems) -> Prompt | None:
+    assignment, text, answers, distractors = draft.assignment, draft.text, draft.answers, draft.distractors
+    ids, spans = encoded
     positions = {}
     for position in task.positions:
         try:
@@ -433,7 +458,7 @@ def _prompt(task: Task, tokens: _Tokens, assignment: Assignment, split: str, pro
         distractors=distractors,
         distractor_ids=tuple(side_ids["distractor"]),
         assignment=dict(assignment),
-        split=split,
+        split=draft.split,
     )
 
 
@@ -449,20 +474,22 @@ def build_prompt_set(task: Task, tokenizer: Any) -> PromptSet:
     if task.counterfactual:
         rules.append((COUNTERFACTUAL, task.counterfactual, False))
     rules += [(f"twin:{a}", (a,), True) for a in task.attributes]
-    groups: dict[str, list[Prompt | None]] = {"clean": [_prompt(task, tokens, a, s, problems) for a, s in drawn]}
+    drafts: dict[str, list[_Draft | None]] = {"clean": [_draft(task, a, s, problems) for a, s in drawn]}
     for name, change, must_change in rules:
         rng = rng_for(task.seed, name)
-        group: list[Prompt | None] = []
+        group: list[_Draft | None] = []
         for assignment, split in drawn:
             other = twin(task, assignment, change, domains[split], rng, must_change)
             if other is None:
                 problems.add((name,), _no_twin(task, name, change, assignment, split))
                 group.append(None)
             else:
-                group.append(_prompt(task, tokens, other, split, problems))
-        groups[name] = group
+                group.append(_draft(task, other, split, problems))
+        drafts[name] = group
+    encoded = tokens.encode_many([d.text for group in drafts.values() for d in group if d is not None])
+    built = {name: [_prompt(task, tokens, d, encoded[d.text], problems) if d is not None else None for d in group] for name, group in drafts.items()}
     problems.raise_any()
-    done = {name: tuple(p for p in group if p is not None) for name, group in groups.items()}
+    done = {name: tuple(p for p in group if p is not None) for name, group in built.items()}
     return PromptSet(
         task=task.name,
         seed=task.seed,
