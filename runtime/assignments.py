@@ -5,7 +5,9 @@ assignment binds every variable plus the pseudo-variable `template`, the index o
 guard holds. Assignments come from a randomised depth-first search that checks each constraint as
 soon as its variables are bound: the search is complete (it finds an assignment whenever one
 exists, so "no assignment" is a fact, not bad luck) and, drawing every value from a seeded
-`random.Random`, deterministic in the seed on every platform.
+`random.Random`, deterministic in the seed on every platform. Each variable, in declaration
+order, is uniform over the values consistent with those before it: exactly uniform over
+assignments for symmetric constraints such as `s != io`, close to it for the others.
 """
 
 from __future__ import annotations
