@@ -1,0 +1,154 @@
+"""The text zoo SAEs are trained on, and the residual-stream activations over it.
+
+Everything here is produced offline, by the project itself:
+- task text: prompts of the zoo tasks (runtime/zoo/tasks.py) from their train splits, each
+  followed by its answer, rendered by the prompt machinery (runtime/assignments.py and
+  runtime/prompts.py);
+- the model's own text: continuations the model samples (temperature 1, top-k 50, seeded) from
+  varied short starts: the first one to four words of task prompts, and, for a model whose
+  tokenizer knows them, generic openings ("Once upon a time", "The city of", ...).
+The mix keeps the SAE's inputs on the task's distribution (where SAGE scores it) without being
+only that distribution, as an SAE trained on a broad corpus would be.
+
+Activations are read with forward hooks on the decoder layers named by the architecture tables
+(runtime/architectures.py): a layer's input is `resid_pre L`, its output `resid_post L`. Every
+token but each text's first is kept: the first token is an attention sink with an outsized norm,
+which would dominate the reconstruction loss, and no task position is ever there. One forward per
+batch serves every requested location, and it stops after the deepest layer needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from runtime.architectures import family_of
+from runtime.assignments import sample_split
+from runtime.prompts import render, render_answer
+from runtime.zoo.tasks import TASKS
+from sagec.locations import Location
+from sagec.spec import Task
+
+GENERIC_STARTS = (
+    "Once upon a time", "The city of", "In the morning", "My favourite", "Scientists have found that",
+    "The best way to", "Yesterday I", "The history of", "She said that", "In 1990,", "There was a",
+    "The weather today", "Our school", "He went to the", "I think that", "The book is about",
+)
+RESIDUAL = ("resid_pre", "resid_post")
+
+
+@dataclass(frozen=True)
+class CorpusRecipe:
+    prompts: int  # task prompts, spread over the zoo tasks
+    generated: int  # sampled continuations
+    new_tokens: int  # length of each continuation
+    seed: int = 0
+    batch_size: int = 32
+
+
+def task_texts(tasks: Sequence[Task], n: int) -> list[str]:
+    """About `n` train-split prompts with their answers, spread evenly over `tasks`."""
+    out = []
+    for task in tasks:
+        per = -(-n // len(tasks))
+        frac = task.split.train / (task.split.train + task.split.test)
+        sized = dataclasses.replace(task, samples=max(task.samples, round(per / frac) + 1))
+        train = [a for a, split in sample_split(sized) if split == "train"][:per]
+        out += [render(task, a) + render_answer(task, a)[0][0] for a in train]
+    return out
+
+
+def _known(tokenizer, text: str) -> bool:
+    unk = tokenizer.unk_token_id
+    return unk is None or unk not in tokenizer(text, add_special_tokens=False).input_ids
+
+
+def build_corpus(hf_model, tokenizer, recipe: CorpusRecipe, tasks: Iterable[Task] = (), progress=None) -> list[list[int]]:
+    """Token-id lists: task prompts with answers, then the model's own continuations."""
+    tasks = tuple(tasks) or tuple(TASKS.values())
+    texts = task_texts(tasks, recipe.prompts)
+    rng = random.Random(f"sagec-zoo-corpus:{recipe.seed}")
+    starts = [s for s in GENERIC_STARTS if _known(tokenizer, s)]
+    for text in texts:
+        words = text.split()
+        starts.append(" ".join(words[: rng.randint(1, min(4, len(words)))]))
+    starts = [rng.choice(starts) for _ in range(recipe.generated)]
+    rows = [tokenizer(t, add_special_tokens=False).input_ids for t in texts]
+    torch.manual_seed(recipe.seed)  # `generate` samples from the global generator
+    for i in range(0, len(starts), recipe.batch_size):
+        chunk = starts[i : i + recipe.batch_size]
+        enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.no_grad():
+            out = hf_model.generate(**enc, max_new_tokens=recipe.new_tokens, do_sample=True, top_k=50, temperature=1.0,
+                                    pad_token_id=tokenizer.pad_token_id)
+        for row, mask in zip(out, enc.attention_mask):
+            ids = row[int((mask == 0).sum()) :].tolist()  # drop the left padding
+            rows.append(_until_pad(ids, tokenizer.pad_token_id, len(mask) - int((mask == 0).sum())))
+        if progress is not None:
+            progress(len(chunk))
+    return [r for r in rows if len(r) > 1]
+
+
+def _until_pad(ids: list[int], pad: int | None, prompt_len: int) -> list[int]:
+    """A generated row cut where generation stopped (pad or end-of-text filling the rest)."""
+    for j in range(prompt_len, len(ids)):
+        if ids[j] == pad:
+            return ids[:j]
+    return ids
+
+
+class _Stop(Exception):
+    pass
+
+
+@torch.no_grad()
+def residual_activations(hf_model, rows: Sequence[Sequence[int]], locations: Iterable[Location], pad_id: int,
+                         batch_size: int = 32, progress=None) -> dict[Location, torch.Tensor]:
+    """(N, d_model) activations at each residual location over every token of `rows` but the first."""
+    from runtime.forward import pad_left
+
+    locations = tuple(dict.fromkeys(locations))
+    for loc in locations:
+        if loc.component not in RESIDUAL:
+            raise ValueError(f"zoo SAEs read the residual stream; {loc} is not one of {', '.join(RESIDUAL)}")
+    layers = hf_model.get_submodule(family_of(hf_model.config).layers)
+    deepest = max(loc.layer for loc in locations)
+    found: dict[Location, list[torch.Tensor]] = {loc: [] for loc in locations}
+    current: dict[Location, torch.Tensor] = {}
+
+    def hook(layer: int):
+        def read(module, args, kwargs, output):
+            pre = args[0] if args else kwargs["hidden_states"]
+            post = output[0] if isinstance(output, tuple) else output
+            for loc in locations:
+                if loc.layer == layer:
+                    current[loc] = pre if loc.component == "resid_pre" else post
+            if layer == deepest:
+                raise _Stop
+
+        return read
+
+    handles = [layers[i].register_forward_hook(hook(i), with_kwargs=True) for i in sorted({l.layer for l in locations})]
+    try:
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))  # little padding per batch
+        for i in range(0, len(order), batch_size):
+            batch = [rows[j] for j in order[i : i + batch_size]]
+            padded = pad_left(batch, pad_id)
+            try:
+                hf_model(input_ids=padded.input_ids, attention_mask=padded.attention_mask, position_ids=padded.position_ids)
+            except _Stop:
+                pass
+            keep = padded.attention_mask.bool()
+            keep[torch.arange(len(batch)), padded.offsets] = False  # each text's first token
+            for loc in locations:
+                found[loc].append(current[loc][keep].float().clone())
+            if progress is not None:
+                progress(len(batch))
+    finally:
+        for h in handles:
+            h.remove()
+    return {loc: torch.cat(parts) for loc, parts in found.items()}

