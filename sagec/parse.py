@@ -8,12 +8,13 @@ checker then finds every semantic problem at once.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
 from typing import Any
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.lexer import Lexer, PatternStr
 
 from sagec import ast as A
@@ -92,25 +93,20 @@ class _Lexer(Lexer):
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
     grammar = files("sagec.grammar").joinpath("sage.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", lexer=_Lexer, propagate_positions=True, maybe_placeholders=True)
+    return Lark(grammar, parser="lalr", lexer=_Lexer, transformer=_TRANSFORMER, keep_all_tokens=True, maybe_placeholders=False)
 
 
 def parse(text: str, file: str = "<string>") -> A.Module:
     """Parse one file; raise `SpecError` with one located diagnostic on a syntax error."""
     sink: list[A.Comment] = []
     _comment_sinks.append(sink)
+    _TRANSFORMER.file = file
     try:
-        tree = _parser().parse(text)
+        items = _parser().parse(text)
     except UnexpectedInput as e:
         raise SpecError([_syntax_diagnostic(e, text, file)]) from None
     finally:
         _comment_sinks.pop()
-    try:
-        items = _ToAst(file).transform(tree)
-    except VisitError as e:
-        if isinstance(e.orig_exc, SpecError):
-            raise e.orig_exc from None
-        raise
     return A.Module(tuple(items), tuple(sink), file)
 
 
@@ -154,27 +150,84 @@ def _position_in(token: Token, offset: int) -> tuple[int, int]:
     return token.line + newlines, offset - before.rfind("\n")
 
 
-# --- tree -> AST ------------------------------------------------------------------------------
+# --- tree -> AST, while parsing -------------------------------------------------------------
+#
+# The transformer runs inside the LALR parser (no parse tree is built), with every token kept so
+# a node's span runs from its first token (its keyword) to its last (a closing brace). Lark's
+# own position propagation and tree building cost about as much as the parse itself here.
+
+_VALUE_TOKENS = frozenset({"NAME", "STRING", "INT", "DECIMAL"})
 
 
-def _span(file: str, meta: Any) -> A.Span:
-    if getattr(meta, "empty", True):
-        return A.NOWHERE
-    return A.Span(file, meta.line, meta.column, meta.end_line, meta.end_column)
+@dataclass(frozen=True)
+class _Val:
+    """A small positioned value between rules (an offset, an occurrence, a keyword)."""
+
+    value: Any
+    span: A.Span
+
+
+def _bounds(x: Any) -> tuple[int, int, int, int] | None:
+    if isinstance(x, Token):
+        return x.line, x.column, x.end_line, x.end_column
+    span = getattr(x, "span", None)
+    if span is not None and span is not A.NOWHERE:
+        return span.line, span.column, span.end_line, span.end_column
+    if isinstance(x, tuple) and x:
+        first, last = _bounds(x[0]), _bounds(x[-1])
+        if first and last:
+            return first[0], first[1], last[2], last[3]
+    return None
 
 
 def _tok_span(file: str, tok: Token) -> A.Span:
     return A.Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
 
 
-@v_args(meta=True)
-class _ToAst(Transformer):
-    def __init__(self, file: str):
-        super().__init__()
-        self.file = file
+def _rule(fn):  # noqa: ANN001, ANN202
+    """Give `fn` the node's span and its children without keywords and punctuation."""
 
-    def _s(self, meta: Any) -> A.Span:
-        return _span(self.file, meta)
+    def method(self: _ToAst, children: list) -> Any:  # noqa: ANN401
+        return fn(self, self._span(children), [c for c in children if not (type(c) is Token and c.type not in _VALUE_TOKENS)])
+
+    method.__name__ = fn.__name__
+    return method
+
+
+def _keyword(self: _ToAst, children: list) -> _Val:
+    return _Val(" ".join(str(t) for t in children), self._span(children))
+
+
+def _const(value: Any):  # noqa: ANN202, ANN401
+    def method(self: _ToAst, children: list) -> _Val:
+        return _Val(value, self._span(children))
+
+    return method
+
+
+def _signed(sign: int):  # noqa: ANN202
+    def method(self: _ToAst, children: list) -> _Val:
+        return _Val(sign * int(children[-1]), self._span(children))
+
+    return method
+
+
+class _ToAst(Transformer):
+    file = "<string>"  # set for each parse (the transformer lives inside the shared parser)
+
+    def _span(self, children: list) -> A.Span:
+        start = end = None
+        for c in children:
+            start = _bounds(c)
+            if start:
+                break
+        for c in reversed(children):
+            end = _bounds(c)
+            if end:
+                break
+        if not start or not end:
+            return A.NOWHERE
+        return A.Span(self.file, start[0], start[1], end[2], end[3])
 
     def _id(self, tok: Token) -> A.Ident:
         return A.Ident(str(tok), _tok_span(self.file, tok))
@@ -182,88 +235,107 @@ class _ToAst(Transformer):
     def _str(self, tok: Token) -> A.Literal:
         return A.Literal(decode_string(tok, self.file), _tok_span(self.file, tok))
 
-    def start(self, meta, items):
-        return items
+    def start(self, children):
+        return children
 
     # literals and small pieces
-    def string(self, meta, c):
+    @_rule
+    def string(self, span, c):
         return self._str(c[0])
 
-    def int(self, meta, c):
-        return A.Literal(int(c[0]), self._s(meta))
+    @_rule
+    def int(self, span, c):
+        return A.Literal(int(c[0]), span)
 
-    def neg(self, meta, c):
-        return A.Literal(-int(c[0]), self._s(meta))
+    def neg(self, children):  # a literal, not a _Val
+        return A.Literal(-int(children[-1]), self._span(children))
 
-    def decimal(self, meta, c):
-        return A.Literal(float(c[0]), self._s(meta))  # type: ignore[arg-type]
+    @_rule
+    def decimal(self, span, c):
+        return A.Literal(float(c[0]), span)  # type: ignore[arg-type]
 
-    def list_lit(self, meta, c):
-        return A.ListExpr(tuple(x for x in c if x is not None), self._s(meta))
+    @_rule
+    def list_lit(self, span, c):
+        return A.ListExpr(tuple(c), span)
 
-    def range(self, meta, c):
-        return A.Range(c[0].value, c[1].value, self._s(meta))
+    @_rule
+    def range(self, span, c):
+        return A.Range(c[0].value, c[1].value, span)
 
-    def ident(self, meta, c):
+    @_rule
+    def ident(self, span, c):
         return self._id(c[0])
 
-    def name_list(self, meta, c):
+    @_rule
+    def name_list(self, span, c):
         return tuple(c)
 
-    def _key(self, meta, c):
-        return str(c[0])
-
-    model_key = eval_key = locate_key = gt_key = locate_names_key = _key
+    model_key = eval_key = locate_key = gt_key = locate_names_key = compare_op = _keyword
 
     # top level
-    def include(self, meta, c):
-        return A.Include(self._str(c[0]), self._s(meta))
+    @_rule
+    def include(self, span, c):
+        return A.Include(self._str(c[0]), span)
 
-    def model(self, meta, c):
-        return A.Model(self._id(c[0]), tuple(c[1:]), self._s(meta))
+    @_rule
+    def model(self, span, c):
+        return A.Model(self._id(c[0]), tuple(c[1:]), span)
 
-    def source(self, meta, c):
-        args = tuple(self._str(t) for t in c[1:] if t is not None)
-        return A.Source(self._id(c[0]), args, self._s(meta))
+    @_rule
+    def source(self, span, c):
+        return A.Source(self._id(c[0]), tuple(self._str(t) for t in c[1:]), span)
 
-    def setting(self, meta, c):
-        return A.Setting(c[0], self._id(c[1]), self._s(meta))
+    @_rule
+    def setting(self, span, c):
+        return A.Setting(c[0].value, self._id(c[1]), span)
 
-    def batch_size(self, meta, c):
-        return A.BatchSize(int(c[0]), self._s(meta))
+    @_rule
+    def batch_size(self, span, c):
+        return A.BatchSize(int(c[0]), span)
 
-    def vocab_inline(self, meta, c):
-        return A.Vocab(self._id(c[0]), c[1].items, None, self._s(meta))
+    @_rule
+    def vocab_inline(self, span, c):
+        return A.Vocab(self._id(c[0]), c[1].items, None, span)
 
-    def vocab_file(self, meta, c):
-        return A.Vocab(self._id(c[0]), None, self._str(c[1]), self._s(meta))
+    @_rule
+    def vocab_file(self, span, c):
+        return A.Vocab(self._id(c[0]), None, self._str(c[1]), span)
 
     # tasks
-    def task(self, meta, c):
-        return A.Task(self._id(c[0]), tuple(c[1:]), self._s(meta))
+    @_rule
+    def task(self, span, c):
+        return A.Task(self._id(c[0]), tuple(c[1:]), span)
 
-    def domain_ref(self, meta, c):
+    @_rule
+    def domain_ref(self, span, c):
         return self._id(c[0])
 
-    def var(self, meta, c):
-        return A.Var(self._id(c[0]), c[1], c[2], self._s(meta))
+    @_rule
+    def var(self, span, c):
+        return A.Var(self._id(c[0]), c[1], c[2] if len(c) > 2 else None, span)
 
-    def template(self, meta, c):
-        return A.Template(c[0], self._str(c[1]), self._s(meta))
+    @_rule
+    def template(self, span, c):
+        return A.Template(c[0] if len(c) > 1 else None, self._str(c[-1]), span)
 
-    def answer_side(self, meta, c):
-        binder = self._id(c[1]) if c[1] is not None else None
-        return A.AnswerSide(self._str(c[0]), binder, c[2], c[3], self._s(meta))
+    @_rule
+    def answer_side(self, span, c):
+        if len(c) == 1:
+            return A.AnswerSide(self._str(c[0]), span=span)
+        return A.AnswerSide(self._str(c[0]), self._id(c[1]), c[2], c[3] if len(c) > 3 else None, span)
 
-    def answer(self, meta, c):
-        return A.Answer(c[0], c[1], self._s(meta))
+    @_rule
+    def answer(self, span, c):
+        return A.Answer(c[0], c[1], span)
 
-    def names(self, meta, c):
-        return A.Names(c[0], c[1], self._s(meta))
+    @_rule
+    def names(self, span, c):
+        return A.Names(c[0].value, c[1], span)
 
     def _keyed_names(key: str):  # noqa: N805 - a factory used in the class body
-        def method(self, meta, c):
-            return A.Names(key, c[0], self._s(meta))
+        @_rule
+        def method(self, span, c):
+            return A.Names(key, c[0], span)
 
         return method
 
@@ -272,122 +344,140 @@ class _ToAst(Transformer):
     score = _keyed_names("score")
     validate = _keyed_names("validate")
 
-    def position(self, meta, c):
-        return A.Position(self._id(c[0]), c[1], c[2] if c[2] is not None else 0, self._s(meta))
+    @_rule
+    def position(self, span, c):
+        return A.Position(self._id(c[0]), c[1], c[2].value if len(c) > 2 else 0, span)
 
-    def pos_last(self, meta, c):
-        return A.PosLast(self._s(meta))
+    @_rule
+    def pos_last(self, span, c):
+        return A.PosLast(span)
 
-    def pos_first(self, meta, c):
-        return A.PosFirst(self._s(meta))
+    @_rule
+    def pos_first(self, span, c):
+        return A.PosFirst(span)
 
-    def pos_var(self, meta, c):
-        token = c[0] if c[0] is not None else "first"
-        occurrence = c[2] if c[2] is not None else 1
-        return A.PosVar(self._id(c[1]), token, occurrence, self._s(meta))
+    @_rule
+    def pos_var(self, span, c):
+        token = "first"
+        if isinstance(c[0], _Val):
+            token, c = c[0].value, c[1:]
+        occurrence = c[1].value if len(c) > 1 else 1
+        return A.PosVar(self._id(c[0]), token, occurrence, span)
 
-    def pos_ref(self, meta, c):
-        return A.PosRef(self._id(c[0]), self._s(meta))
+    @_rule
+    def pos_ref(self, span, c):
+        return A.PosRef(self._id(c[0]), span)
 
-    def sel_first(self, meta, c):
-        return "first"
+    sel_first, sel_last, occ_last, index_all = _const("first"), _const("last"), _const(-1), _const("*")
+    occ_int, plus, minus = _signed(1), _signed(1), _signed(-1)
 
-    def sel_last(self, meta, c):
-        return "last"
+    @_rule
+    def index_one(self, span, c):
+        return _Val(int(c[0]), span)
 
-    def occ_int(self, meta, c):
-        return int(c[0])
+    @_rule
+    def split(self, span, c):
+        by = c[0] if len(c) == 3 else ()
+        return A.Split(by, float(c[-2].value), float(c[-1].value), span)
 
-    def occ_last(self, meta, c):
-        return -1
-
-    def plus(self, meta, c):
-        return int(c[0])
-
-    def minus(self, meta, c):
-        return -int(c[0])
-
-    def split(self, meta, c):
-        by = c[0] if c[0] is not None else ()
-        return A.Split(by, float(c[1].value), float(c[2].value), self._s(meta))
-
-    def samples(self, meta, c):
-        return A.Samples(int(c[0]), int(c[1]) if c[1] is not None else None, self._s(meta))
+    @_rule
+    def samples(self, span, c):
+        return A.Samples(int(c[0]), int(c[1]) if len(c) > 1 else None, span)
 
     # SAEs
-    def sae(self, meta, c):
-        return A.Sae(self._id(c[0]), c[1], tuple(c[2:]), self._s(meta))
+    @_rule
+    def sae(self, span, c):
+        family = c[1] if len(c) > 1 and isinstance(c[1], A.Family) else None
+        return A.Sae(self._id(c[0]), family, tuple(c[2 if family else 1 :]), span)
 
-    def family(self, meta, c):
-        return A.Family(self._id(c[0]), self._id(c[1]), c[2], self._s(meta))
+    @_rule
+    def family(self, span, c):
+        return A.Family(self._id(c[0]), self._id(c[1]), c[2], span)
 
-    def hook(self, meta, c):
-        return A.Hook(self._str(c[0]), self._s(meta))
+    @_rule
+    def hook(self, span, c):
+        return A.Hook(self._str(c[0]), span)
 
     # evaluations
-    def eval(self, meta, c):
-        return A.Eval(self._id(c[0]), tuple(c[1:]), self._s(meta))
+    @_rule
+    def eval(self, span, c):
+        return A.Eval(self._id(c[0]), tuple(c[1:]), span)
 
-    def locate(self, meta, c):
-        return A.Locate(tuple(c), self._s(meta))
+    @_rule
+    def locate(self, span, c):
+        return A.Locate(tuple(c), span)
 
-    def ground_truth(self, meta, c):
-        return A.GroundTruth(tuple(c), self._s(meta))
+    @_rule
+    def ground_truth(self, span, c):
+        return A.GroundTruth(tuple(c), span)
 
-    def layers_range(self, meta, c):
-        return A.Layers(c[0], self._s(meta))
+    @_rule
+    def layers_range(self, span, c):
+        return A.Layers(c[0], span)
 
-    def layers_list(self, meta, c):
-        return A.Layers(tuple(int(t) for t in c), self._s(meta))
+    @_rule
+    def layers_list(self, span, c):
+        return A.Layers(tuple(int(t) for t in c), span)
 
-    def select_top(self, meta, c):
-        return A.Select("top", int(c[0]), self._s(meta))
+    @_rule
+    def select_top(self, span, c):
+        return A.Select("top", int(c[0]), span)
 
-    def select_fraction(self, meta, c):
-        return A.Select("fraction", float(c[0].value), self._s(meta))
+    @_rule
+    def select_fraction(self, span, c):
+        return A.Select("fraction", float(c[0].value), span)
 
-    def saes(self, meta, c):
-        *refs, reconstruct = c
-        return A.Saes(tuple(refs), self._id(reconstruct) if reconstruct is not None else None, self._s(meta))
+    @_rule
+    def saes(self, span, c):
+        reconstruct = self._id(c[-1]) if isinstance(c[-1], Token) else None
+        refs = c[:-1] if reconstruct is not None else c
+        return A.Saes(tuple(refs), reconstruct, span)
 
-    def sae_ref(self, meta, c):
-        return A.SaeRef(self._id(c[0]), c[1], self._s(meta))
+    @_rule
+    def sae_ref(self, span, c):
+        index = c[1] if len(c) > 1 else None
+        return A.SaeRef(self._id(c[0]), index.value if isinstance(index, _Val) else index, span)
 
-    def index_all(self, meta, c):
-        return "*"
-
-    def index_one(self, meta, c):
-        return int(c[0])
-
-    def report(self, meta, c):
-        return A.Report(self._str(c[0]), c[1] if c[1] is not None else (), self._s(meta))
+    @_rule
+    def report(self, span, c):
+        return A.Report(self._str(c[0]), c[1] if len(c) > 1 else (), span)
 
     # expressions
-    def ref(self, meta, c):
-        return A.Ref(str(c[0]), self._s(meta))
+    @_rule
+    def ref(self, span, c):
+        return A.Ref(str(c[0]), span)
 
-    def or_expr(self, meta, c):
-        return A.Logic("or", tuple(c), self._s(meta))
+    @_rule
+    def atom(self, span, c):  # `( expr )`: the parentheses only group
+        return c[0]
 
-    def and_expr(self, meta, c):
-        return A.Logic("and", tuple(c), self._s(meta))
+    @_rule
+    def or_expr(self, span, c):
+        return A.Logic("or", tuple(c), span)
 
-    def not_(self, meta, c):
-        return A.Negation(c[0], self._s(meta))
+    @_rule
+    def and_expr(self, span, c):
+        return A.Logic("and", tuple(c), span)
 
-    def compare_op(self, meta, c):
-        return " ".join(str(t) for t in c)
+    @_rule
+    def not_(self, span, c):
+        return A.Negation(c[0], span)
 
-    def compare(self, meta, c):
-        return A.Binary(c[1], c[0], c[2], self._s(meta))
+    @_rule
+    def compare(self, span, c):
+        return A.Binary(c[1].value, c[0], c[2], span)
 
     def _arith(op: str):  # noqa: N805 - a factory used in the class body
-        def method(self, meta, c):
-            return A.Binary(op, c[0], c[1], self._s(meta))
+        @_rule
+        def method(self, span, c):
+            return A.Binary(op, c[0], c[1], span)
 
         return method
 
     add, sub, mul, floordiv, mod = _arith("+"), _arith("-"), _arith("*"), _arith("//"), _arith("%")
+
+
+_TRANSFORMER = _ToAst()
 
 
 # --- syntax errors in words -------------------------------------------------------------------
