@@ -362,7 +362,7 @@ def _resolve(task: Task, position: Position, text: str, ids: Sequence[int], span
             raise SpecError.at(position.origin, f"position {position.name}: {var} = {value!r} {how} the prompt {text!r} from {where}")
         n = position.occurrence
         if n > len(found) or n == 0 or n < -len(found):
-            times = "once" if len(found) == 1 else f"{len(found)} times"
+            times = {1: "once", 2: "twice"}.get(len(found), f"{len(found)} times")
             raise SpecError.at(
                 position.origin,
                 f"position {position.name}: there is no {ordinal(n)} occurrence of {var} = {value!r} in the prompt {text!r} from {where}; it occurs {times}",

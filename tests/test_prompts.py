@@ -407,3 +407,22 @@ def test_problems_are_capped_with_a_count_of_the_rest():
     messages = [d.message for d in e.value.diagnostics]
     assert sum("unknown token" in m for m in messages) == 20
     assert any(re.search(r"task ioi: \d+ more problems", m) for m in messages)
+
+
+def test_positions_count_a_beginning_of_sequence_token():
+    from tokenizers import processors
+
+    tok = word_tokenizer()
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", tok.bos_token_id)])
+    positions = (
+        Position("first", "first", None, 1, "first", 0, at(11)),
+        Position("io", "var", "io", 1, "first", 0, at(12)),
+        Position("before_end", "last", None, 1, "last", -1, at(13)),
+    )
+    ps = build_prompt_set(ioi(positions=positions), tok)
+    for p in ps.prompts:
+        assert p.ids[0] == tok.bos_token_id and len(p.ids) == 15
+        assert p.positions["first"] == 1  # the first token of the text, not the BOS
+        assert p.positions["before_end"] == 13
+        assert tok.convert_ids_to_tokens(p.ids[p.positions["io"]]) == p.assignment["io"]
+        assert p.positions["io"] == (2 if p.template == 0 else 4)
