@@ -58,9 +58,17 @@ def collect_with_grads(ctx, loaded, prompts: Sequence[Prompt], names: Sequence[s
     return forward.collect_with_grads(loaded, token_ids(prompts), positions(prompts, names), locations, metric_of(prompts))
 
 
-def patched_logits(ctx, loaded, prompts: Sequence[Prompt], patches: Sequence[forward.Patch]) -> torch.Tensor:
-    ctx.count("forward", len(prompts))
-    return forward.patched_logits(loaded, token_ids(prompts), patches)
+def patched_logits(ctx, loaded, prompts: Sequence[Prompt], patches: Sequence[forward.Patch], prefix: forward.PrefixCache | None = None) -> torch.Tensor:
+    if prefix is not None and prefix.serves(token_ids(prompts), patches):
+        ctx.count("final_token_forward", len(prompts))
+    else:
+        ctx.count("forward", len(prompts))
+    return forward.patched_logits(loaded, token_ids(prompts), patches, prefix=prefix)
+
+
+def prefix_cache(ctx, loaded, prompts: Sequence[Prompt]) -> forward.PrefixCache:
+    ctx.count("forward", len(prompts))  # the prefix is one forward of everything but the last token
+    return forward.prefix_cache(loaded, token_ids(prompts))
 
 
 def site_name(site: CrossSection) -> str:
