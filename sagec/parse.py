@@ -93,7 +93,8 @@ class _Lexer(Lexer):
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
     grammar = files("sagec.grammar").joinpath("sage.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", lexer=_Lexer, transformer=_TRANSFORMER, keep_all_tokens=True, maybe_placeholders=False)
+    # cache: Lark keeps the built tables in the temp dir, keyed by a hash of the grammar and options.
+    return Lark(grammar, parser="lalr", lexer=_Lexer, transformer=_TRANSFORMER, keep_all_tokens=True, maybe_placeholders=False, cache=True)
 
 
 def parse(text: str, file: str = "<string>") -> A.Module:
