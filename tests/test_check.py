@@ -248,3 +248,25 @@ def test_template_names_agree_with_jinja(source):
         assert problem is not None
     else:
         assert problem is None and names == expected
+
+
+def _reference_examples() -> list[str]:
+    import re
+
+    text = (SPECS.parent / "grammar" / "README.md").read_text()
+    return re.findall(r"```sage\n(.*?)```", text, re.S)
+
+
+def test_language_reference_examples_parse_and_check(tmp_path):
+    from sagec.parse import parse
+
+    examples = _reference_examples()
+    assert len(examples) >= 10
+    for example in examples:
+        parse(example)
+    checked(examples[0], tmp_path)
+    harness = 'vocab names = ["Mary", "John", "Tom", "Anna"]\n'
+    tasks = [e for e in examples[1:] if e.lstrip().startswith("task")]
+    assert len(tasks) >= 6
+    for example in tasks:
+        checked(harness + example, tmp_path)
