@@ -125,6 +125,7 @@ def patched_logits(
         if len(p.positions) != n or p.values.shape != (n, loaded.arch.width(p.location)):
             raise ValueError(f"patch of {p.location}: expected {n} positions and values of shape "
                              f"({n}, {loaded.arch.width(p.location)}), got {len(p.positions)} and {tuple(p.values.shape)}")
+        _check_positions(token_ids, p.positions, f"patch of {p.location}: position")
     if prefix is not None and prefix.serves(token_ids, patches):
         return _suffix_logits(loaded, prefix, patches)
     out = []
@@ -204,8 +205,7 @@ def _run(loaded, token_ids, positions, locations, metric_fn, batch_size) -> Coll
         loaded.arch.check(loc)
     names = list(positions)
     for name in names:
-        if len(positions[name]) != len(token_ids):
-            raise ValueError(f"position {name!r} has {len(positions[name])} entries for {len(token_ids)} prompts")
+        _check_positions(token_ids, positions[name], f"position {name!r}")
     order, batches = _batches(token_ids, batch_size or loaded.batch_size)
     model, arch = loaded.model, loaded.arch
     acts: dict[Key, list[torch.Tensor]] = {(loc, n): [] for loc in locations for n in names}
@@ -213,8 +213,10 @@ def _run(loaded, token_ids, positions, locations, metric_fn, batch_size) -> Coll
     logits_out, metric_out = [], []
     for rows in batches:
         padded = pad_left([token_ids[i] for i in rows], _pad_id(loaded))
-        at = torch.stack([padded.columns(torch.as_tensor(positions[n])[rows], f"position {n!r}") for n in names], 1)
-        at = at.to(loaded.device) if names else None
+        at = None
+        if names:
+            cols = [padded.columns(torch.as_tensor(positions[n])[rows], f"position {n!r}") for n in names]
+            at = torch.stack(cols, 1).to(loaded.device)
         reads = locations if names else ()
         ids, kwargs = _inputs(padded, loaded)
         if metric_fn is None:
@@ -263,6 +265,15 @@ class _frozen:
     def __exit__(self, *exc: object) -> None:
         for p in self.params:
             p.requires_grad_(True)
+
+
+def _check_positions(token_ids: Sequence[Sequence[int]], positions: Sequence[int] | torch.Tensor, what: str) -> None:
+    """Name the prompt (by its index in the caller's list) whose position does not exist."""
+    if len(positions) != len(token_ids):
+        raise ValueError(f"{what} has {len(positions)} entries for {len(token_ids)} prompts")
+    for i, (pos, ids) in enumerate(zip(torch.as_tensor(positions).tolist(), token_ids)):
+        if not -len(ids) <= pos < len(ids):
+            raise IndexError(f"{what} {pos} is outside prompt {i}, which has {len(ids)} tokens")
 
 
 def _inputs(padded: Padded, loaded: LoadedModel) -> tuple[torch.Tensor, dict]:

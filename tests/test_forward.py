@@ -84,6 +84,14 @@ def test_patching_own_values_changes_nothing_and_others_do(loaded):
     torch.testing.assert_close(swapped, corrupt.logits, atol=1e-4, rtol=1e-4)
 
 
+def test_collect_with_no_positions_gives_logits_only(loaded):
+    xs = prompts(3)
+    got = collect(loaded, xs, {}, [Location("resid_post", 0)])
+    assert got.activations == {} and got.logits.shape == (3, len(tiny_families.VOCAB))
+    with pytest.raises(IndexError, match="position 'end' 20 is outside prompt 0, which has"):
+        collect(loaded, xs, {"end": [20, 20, 20]}, [Location("resid_post", 0)])
+
+
 def test_patched_logits_rejects_wrong_shapes(loaded):
     xs = prompts(3)
     with pytest.raises(ValueError, match=r"patch of mlp_out 0: expected 3 positions"):
