@@ -19,8 +19,8 @@ from runtime.sage.statistics import safe_ratio
 KS = (1, 2, 4, 6, 8, 16, 32)
 
 
-# Elements of the per-chunk (rows, candidates, d) gather of decoder rows: bounds the memory of
-# a greedy pass whatever N, d and the SAE width.
+# Elements of the per-chunk (rows, candidates, d) gather of decoder rows and (rows, candidates,
+# candidates) Gram blocks: bounds the memory of a greedy pass whatever N, d and the SAE width.
 GATHER_BUDGET = 1 << 24
 
 
@@ -30,14 +30,14 @@ def greedy_edits(f_source: torch.Tensor, f_target: torch.Tensor, w_dec: torch.Te
 
     ||S + d_j - t||^2 = ||S - t||^2 + 2 df_j (W_dec[j] . (S - t)) + df_j^2 ||W_dec[j]||^2, and
     only the latents where p and p' differ (a few times L0 of the SAE's thousands) can be
-    chosen: each row gathers its own candidates' decoder rows, so a step costs N x C x d for C
-    the most candidates any row has. Ties go to the lowest latent index.
+    chosen: each row gathers its own candidates' decoder rows (C the most any row has). Ties go
+    to the lowest latent index.
     """
     delta_f = (f_target - f_source).to(w_dec.dtype)
     n, d = len(delta_f), w_dec.shape[1]
     differs = delta_f != 0
-    width = int(differs.sum(dim=1).max()) if n else 0
-    rows_per_chunk = max(1, GATHER_BUDGET // max(1, width * d))
+    width = int(torch.count_nonzero(delta_f, dim=1).max()) if n else 0
+    rows_per_chunk = max(1, GATHER_BUDGET // max(1, width * max(width, d)))
     parts = [_greedy_rows(delta_f[i : i + rows_per_chunk], differs[i : i + rows_per_chunk], w_dec, true_delta[i : i + rows_per_chunk], width, ks) for i in range(0, n, rows_per_chunk)]
     if not parts:
         return {k: torch.zeros(0, d, dtype=w_dec.dtype) for k in ks}, torch.zeros(0, max(ks), dtype=torch.long)
@@ -46,24 +46,33 @@ def greedy_edits(f_source: torch.Tensor, f_target: torch.Tensor, w_dec: torch.Te
 
 def _greedy_rows(delta_f: torch.Tensor, differs: torch.Tensor, w_dec: torch.Tensor, true_delta: torch.Tensor, width: int, ks: Sequence[int]) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
     n = len(delta_f)
-    # Each row's candidates first, in latent order (a stable sort), padded to `width`.
-    candidates = torch.argsort(differs.to(torch.int8), dim=1, descending=True, stable=True)[:, :width]
-    available = differs.gather(1, candidates)
-    df = delta_f.gather(1, candidates)
+    # Each row's candidates in latent order (nonzero is row-major), padded to `width`.
+    row_of, latent = torch.nonzero(differs, as_tuple=True)
+    counts = torch.count_nonzero(differs, dim=1)
+    slot = torch.arange(len(row_of)) - (counts.cumsum(dim=0) - counts)[row_of]
+    candidates = torch.zeros(n, width, dtype=torch.long)
+    available = torch.zeros(n, width, dtype=torch.bool)
+    candidates[row_of, slot], available[row_of, slot] = latent, True
+    df = delta_f.gather(1, candidates) * available
     rows_w = w_dec[candidates]  # (n, C, d)
-    norms = rows_w.pow(2).sum(dim=2)
-    target = true_delta.to(w_dec.dtype)
+    # With S the running edit, W_dec[j] . (S - t) starts at -W_dec[j] . t and moves by
+    # df_b (W_dec[j] . W_dec[b]) when b is taken: one batched Gram product up front, then every
+    # step is O(C) per pair instead of a pass over the gathered rows.
+    gram = torch.bmm(rows_w, rows_w.transpose(1, 2))  # (n, C, C)
+    norms = gram.diagonal(dim1=1, dim2=2)
+    dots = -torch.bmm(rows_w, true_delta.to(w_dec.dtype)[:, :, None])[:, :, 0]
     running = torch.zeros(n, w_dec.shape[1], dtype=w_dec.dtype)
     chosen = torch.full((n, max(ks)), -1, dtype=torch.long)
     edits: dict[int, torch.Tensor] = {}
     rows = torch.arange(n)
     for step in range(max(ks)):
         if width > 0:
-            dots = torch.bmm(rows_w, (running - target)[:, :, None])[:, :, 0]
             score = (2 * df * dots + df.pow(2) * norms).masked_fill(~available, float("inf"))
             best = score.argmin(dim=1)
             has = available[rows, best]
-            running = running + torch.where(has, df[rows, best], torch.zeros_like(df[:, 0]))[:, None] * rows_w[rows, best]
+            coef = torch.where(has, df[rows, best], torch.zeros_like(df[:, 0]))
+            running = running + coef[:, None] * rows_w[rows, best]
+            dots = dots + coef[:, None] * gram[rows, best]  # the Gram block is symmetric
             chosen[:, step] = torch.where(has, candidates[rows, best], torch.full_like(best, -1))
             available[rows[has], best[has]] = False
         if step + 1 in ks:
@@ -80,19 +89,25 @@ def latent_weights(f: torch.Tensor, w_dec: torch.Tensor) -> torch.Tensor:
 def edit_magnitude(f_source: torch.Tensor, f_target: torch.Tensor, w_dec: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
     """Per pair, the total weight (in p's reconstruction) of what the edit removes: a chosen
     latent that falls from f_j(p) to f_j(p') counts with its weight times the fraction removed.
-    NaN where p's reconstruction is empty (x = 0): there is nothing to weigh against.
+    NaN where p's reconstruction is empty (x = 0): there is nothing to weigh against."""
+    return removed_weights(f_source, f_target, w_dec, chosen).sum(dim=1)
+
+
+def removed_weights(f_source: torch.Tensor, f_target: torch.Tensor, w_dec: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """Each chosen latent's share of `edit_magnitude`, (N, steps): its cumulative sum over steps
+    gives the magnitude for every k at once. NaN rows where p's reconstruction is empty.
 
     Only the chosen latents' weights are needed, so x is decoded from the nonzero latents and
     each weight is one gathered dot product: O(N k d), not O(N L d) for a wide SAE."""
     f_source = f_source.to(w_dec.dtype)
     x = torch.sparse.mm(f_source.to_sparse(), w_dec)  # f W_dec = a_hat - b_dec
-    valid = chosen >= 0
     j = chosen.clamp_min(0)
     fs, ft = f_source.gather(1, j), f_target.to(w_dec.dtype).gather(1, j)
-    weights = fs * torch.bmm(w_dec[j], x[:, :, None])[:, :, 0] / x.pow(2).sum(dim=1, keepdim=True)
+    energy = x.pow(2).sum(dim=1, keepdim=True)
+    weights = fs * torch.bmm(w_dec[j], x[:, :, None])[:, :, 0] / energy.where(energy > 0, torch.ones_like(energy))
     removed = ((fs - ft) / fs.where(fs != 0, torch.ones_like(fs))).clamp(0, 1).where(fs > 0, torch.zeros_like(fs))
-    total = (weights.nan_to_num(0.0) * removed * valid).sum(dim=1)
-    return total.where(x.pow(2).sum(dim=1) > 0, torch.full_like(total, math.nan))
+    share = weights * removed * (chosen >= 0)
+    return share.where(energy > 0, torch.full_like(share, math.nan))
 
 
 def supervised_edit_magnitude(code_removed: torch.Tensor, code_sum: torch.Tensor) -> torch.Tensor:

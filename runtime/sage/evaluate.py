@@ -322,10 +322,9 @@ def _plan_sae(sae, supervised, acts, twin_acts, values, clean, dictionaries, ks,
             edits[s], chosen[s] = control.greedy_edits(sae[s].f, sae[s].twin_f[a], sae[s].w_dec, twin_acts[a][s] - acts[s], ks)
         # The sparse edit moves the REAL activations, at every served site at once.
         conditions.extend({s: acts[s] + _like(edits[s][k], acts[s]) for s in sites} for k in ks)
-        magnitudes[a] = {
-            k: torch.stack([control.edit_magnitude(sae[s].f, sae[s].twin_f[a], sae[s].w_dec, chosen[s][:, :k]).double() for s in sites]).nanmean(dim=0)
-            for k in ks
-        }
+        # Greedy choices are nested: the magnitude at k is a prefix sum of per-step shares.
+        per_step = torch.stack([control.removed_weights(sae[s].f, sae[s].twin_f[a], sae[s].w_dec, chosen[s]).double().cumsum(dim=1) for s in sites])
+        magnitudes[a] = {k: per_step[:, :, k - 1].nanmean(dim=0) for k in ks}
 
     def finish(outcomes: list[Outcome]) -> SaeScores:
         spliced, removed, *edited = outcomes

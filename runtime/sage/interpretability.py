@@ -52,29 +52,38 @@ def _one_hot(column: Sequence[Value]) -> tuple[list[Value], torch.Tensor]:
     return values, hot
 
 
+def _overlaps(a: torch.Tensor, column: Sequence[Value]) -> tuple[list[Value], torch.Tensor, torch.Tensor]:
+    """Values, |A_j ∩ P_v| as (L, V), and |P_v|. One (V, N) x (N, L) product per attribute."""
+    values, hot = _one_hot(column)
+    return values, (hot.T @ a).T, hot.sum(dim=0)
+
+
 def feature_centric(active: torch.Tensor, attributes: Mapping[str, Sequence[Value]], max_union: int = MAX_UNION) -> list[LatentProperty]:
     """`active` (N, L) bool; `attributes[i]` the value of attribute i per prompt. One entry per
-    latent active on at least one prompt."""
-    a = active.to(torch.float32)
+    latent active on at least one prompt; on a tie the earlier attribute keeps the latent."""
+    live = torch.nonzero(active.any(dim=0)).flatten()
+    a = active[:, live].to(torch.float32)  # dead latents have no property: skip them early
     size_a = a.sum(dim=0)
-    live = torch.nonzero(size_a > 0).flatten()
-    best_f1 = torch.full((a.shape[1],), -1.0)
-    best: dict[int, LatentProperty] = {}
-    for name, column in attributes.items():
-        values, hot = _one_hot(column)
-        tp = a.T @ hot  # (L, V)
-        size_p = hot.sum(dim=0)
+    best_f1 = torch.full((len(live),), -1.0)
+    best_attribute = torch.zeros(len(live), dtype=torch.long)
+    best_values: list[list[Value]] = [[] for _ in live.tolist()]
+    for index, (name, column) in enumerate(attributes.items()):
+        values, tp, size_p = _overlaps(a, column)
         order = torch.argsort(tp / size_p, dim=1, descending=True)[:, :max_union]
         tp_cum = torch.gather(tp, 1, order).cumsum(dim=1)
         p_cum = size_p[order].cumsum(dim=1)
-        f1 = 2 * tp_cum / (size_a[:, None] + p_cum)
-        top, length = f1.max(dim=1)
-        for j in live.tolist():
-            if top[j] > best_f1[j]:
-                best_f1[j] = top[j]
-                chosen = tuple(values[i] for i in order[j, : length[j] + 1].tolist())
-                best[j] = LatentProperty(j, name, chosen, float(top[j]))
-    return [best[j] for j in live.tolist()]
+        top, length = (2 * tp_cum / (size_a[:, None] + p_cum)).max(dim=1)
+        better = top > best_f1
+        best_f1 = torch.where(better, top, best_f1)
+        best_attribute = torch.where(better, torch.full_like(best_attribute, index), best_attribute)
+        for i, (row, n, wins) in enumerate(zip(order.tolist(), length.tolist(), better.tolist(), strict=True)):
+            if wins:
+                best_values[i] = [values[v] for v in row[: n + 1]]
+    names = list(attributes)
+    return [
+        LatentProperty(j, names[attr], tuple(chosen), f1)
+        for j, attr, chosen, f1 in zip(live.tolist(), best_attribute.tolist(), best_values, best_f1.tolist(), strict=True)
+    ]
 
 
 def value_centric(active: torch.Tensor, attributes: Mapping[str, Sequence[Value]], threshold: float = THRESHOLD) -> list[ValueMatch]:
@@ -82,12 +91,12 @@ def value_centric(active: torch.Tensor, attributes: Mapping[str, Sequence[Value]
     size_a = a.sum(dim=0)
     out = []
     for name, column in attributes.items():
-        values, hot = _one_hot(column)
-        tp = a.T @ hot
-        size_p = hot.sum(dim=0)
+        values, tp, size_p = _overlaps(a, column)
         f1 = 2 * tp / (size_a[:, None] + size_p[None, :]).clamp_min(1)
+        best = f1.argmax(dim=0)
+        above = (f1 >= threshold).sum(dim=0)
         for v, value in enumerate(values):
-            j = int(f1[:, v].argmax())
+            j = int(best[v])
             out.append(
                 ValueMatch(
                     attribute=name,
@@ -97,7 +106,7 @@ def value_centric(active: torch.Tensor, attributes: Mapping[str, Sequence[Value]
                     # No latent active at all: precision is undefined, not 0.
                     precision=float(tp[j, v] / size_a[j]) if size_a[j] > 0 else math.nan,
                     recall=float(tp[j, v] / size_p[v]),
-                    latents_above_threshold=int((f1[:, v] >= threshold).sum()),
+                    latents_above_threshold=int(above[v]),
                 )
             )
     return out
