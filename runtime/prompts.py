@@ -380,18 +380,24 @@ def _resolve(task: Task, position: Position, text: str, ids: Sequence[int], span
 
 def _occurrences(value: str, text: str, spans: Sequence[tuple[int, int]]) -> list[list[int]]:
     """The tokens covering each occurrence of `value` in `text` that starts and ends on token
-    boundaries (so "Ann" is not found inside a token "Anna"), in order of appearance."""
+    boundaries (so "Ann" is not found inside a token "Anna"), in order of appearance.
+
+    Whole words come first: a BPE tokenizer may split "Mary" as "Ma" + "ry", which would make a
+    value "Ma" occur inside it. Only when the value never stands as a word (a year's "32" in
+    "1732") do occurrences inside words count."""
     if not value:
         return []
-    out, start = [], text.find(value)
+    words, inside = [], []
+    start = text.find(value)
     while start != -1:
         end = start + len(value)
         splits = any(s < start < e or s < end < e for s, e in spans)
         covering = [i for i, (s, e) in enumerate(spans) if s < end and e > start and e > s]
         if not splits and covering:
-            out.append(covering)
+            glued = (value[0].isalnum() and start > 0 and text[start - 1].isalnum()) or (value[-1].isalnum() and end < len(text) and text[end].isalnum())
+            (inside if glued else words).append(covering)
         start = text.find(value, start + 1)
-    return out
+    return words or inside
 
 
 @dataclass(frozen=True)

@@ -426,3 +426,48 @@ def test_positions_count_a_beginning_of_sequence_token():
         assert p.positions["before_end"] == 13
         assert tok.convert_ids_to_tokens(p.ids[p.positions["io"]]) == p.assignment["io"]
         assert p.positions["io"] == (2 if p.template == 0 else 4)
+
+
+@settings(max_examples=15, deadline=None)
+@given(names=st.lists(st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=1, max_size=10), min_size=3, max_size=5, unique=True))
+def test_var_positions_cover_exactly_the_value_on_bpe(names):
+    """Any names, including prefixes of one another and of template words: the tokens a
+    position spans decode to the value, and the first occurrence is the first mention."""
+    tok = _BPE.get("tok") or _BPE.setdefault("tok", bpe_tokenizer())
+    names = tuple(n for n in names if n not in {"When", "and", "went", "to", "the", "gave", "a", "drink"} | set(PLACES))
+    if len(names) < 3:
+        return
+    task = ioi(
+        variables=(Variable("io", names, at(3)), Variable("s", names, at(4))) + ioi().variables[2:],
+        answer=Answer(AnswerSide(" {{place}}"), AnswerSide(" {{place}}"), at(9)),
+        positions=(Position("io_first", "var", "io", 1, "first", 0, at(11)), Position("io_last", "var", "io", 1, "last", 0, at(12)), Position("s2", "var", "s", 2, "first", 0, at(13))),
+        samples=16,
+        attributes=("order",),
+    )
+    ps = build_prompt_set(task, tok)
+    for p in ps.prompts:
+        first, last = p.positions["io_first"], p.positions["io_last"]
+        assert tok.decode(list(p.ids[first : last + 1])).strip() == p.assignment["io"]
+        words = p.text.replace(",", " ,").split()
+        assert tok.decode(list(p.ids[: first])).replace(",", " ,").split() == words[: words.index(p.assignment["io"])]
+        s2 = p.positions["s2"]
+        assert s2 > last and p.assignment["s"].startswith(tok.decode([p.ids[s2]]).strip())
+
+
+_BPE: dict = {}
+
+
+def test_a_value_that_bpe_splits_out_of_a_longer_word_is_not_an_occurrence(bpe):
+    assert bpe.tokenize(" Bartholomew")[:3] == ["Ġ", "B", "ar"]  # "Bar" sits on token boundaries inside it
+    task = ioi(
+        variables=(Variable("io", ("Bar",), at(3)), Variable("s", ("Bartholomew",), at(4)), Variable("place", PLACES, at(5)), Variable("order", ("BAB",), at(6))),
+        attributes=("place",),
+        counterfactual=(),
+        split=Split((), 0.5, 0.5, at(16)),
+        answer=Answer(AnswerSide(" {{place}}"), AnswerSide(" {{place}}"), at(9)),
+        positions=(Position("io", "var", "io", 1, "first", 0, at(11)),),
+        samples=8,
+    )
+    ps = build_prompt_set(task, bpe)
+    for p in ps.prompts:  # "When Bartholomew and Bar went ..."
+        assert bpe.decode(list(p.ids[: p.positions["io"]])).rstrip().endswith("Bartholomew and")
