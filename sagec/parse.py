@@ -40,54 +40,73 @@ class _Lexer(Lexer):
         self.keywords = {t.pattern.value: t.name for t in conf.terminals if isinstance(t.pattern, PatternStr) and t.pattern.value.isidentifier()}
         self.punctuation = {t.pattern.value: t.name for t in conf.terminals if isinstance(t.pattern, PatternStr) and not t.pattern.value.isidentifier()}
         ops = sorted(self.punctuation, key=len, reverse=True)
-        regex = "|".join(
+        # Whitespace is skipped by the same match as the token after it: one match per token.
+        regex = r"\s*(?:" + "|".join(
             [
-                r"(?P<WS>\s+)",
                 f"(?P<COMMENT>{by_name['COMMENT'].pattern.value})",
                 f"(?P<STRING>{by_name['STRING'].pattern.value})",
                 f"(?P<DECIMAL>{by_name['DECIMAL'].pattern.value})",
                 f"(?P<INT>{by_name['INT'].pattern.value})",
                 f"(?P<NAME>{by_name['NAME'].pattern.value})",
                 "(?P<OP>" + "|".join(re.escape(o) for o in ops) + ")",
+                r"(?P<END>\Z)",
             ]
-        )
+        ) + ")"
         self.pattern = re.compile(regex)
 
     def lex(self, lexer_state, parser_state):  # noqa: ANN001, ANN201 - Lark's interface
         text = lexer_state.text.text
         states = parser_state.parse_conf.parse_table.states
+        stack = parser_state.state_stack
         match = self.pattern.match
         keywords, punctuation = self.keywords, self.punctuation
         sink = _comment_sinks[-1] if _comment_sinks else []
-        pos, line, line_start, end = 0, 1, 0, len(text)
-        while pos < end:
+        pos, line, line_start = 0, 1, 0
+        while True:
             m = match(text, pos)
-            if m is None:
+            if m is None:  # a character no token starts with: skip the whitespace to point at it
+                pos = len(text) - len(text[pos:].lstrip())
+                line, line_start = _line_of(text, pos)
                 raise UnexpectedCharacters(text, pos, line, pos - line_start + 1, state=parser_state)
-            kind, value, stop = m.lastgroup, m.group(), m.end()
-            column = pos - line_start + 1
-            newlines = value.count("\n") if kind in ("WS", "STRING") else 0
-            end_line, end_column = line, column + len(value)
-            if newlines:
-                end_line = line + newlines
-                end_column = stop - (text.rfind("\n", pos, stop) + 1) + 1
-            if kind == "WS":
-                pass
-            elif kind == "COMMENT":
+            kind = m.lastgroup
+            start, stop = m.start(kind), m.end()
+            if start != pos:  # whitespace before the token
+                newlines = text.count("\n", pos, start)
+                if newlines:
+                    line += newlines
+                    line_start = text.rfind("\n", pos, start) + 1
+            if kind == "END":
+                return
+            value = m.group(kind)
+            column = start - line_start + 1
+            if kind == "COMMENT":
                 sink.append(A.Comment(line, column, value.rstrip()))
-            else:
-                if kind == "NAME":
-                    keyword = keywords.get(value)
-                    if keyword is not None and keyword in states[parser_state.position]:
-                        kind = keyword
-                elif kind == "OP":
-                    kind = punctuation[value]
-                token = Token(kind, value, pos, line, column, end_line, end_column, stop)
+                pos = stop
+                continue
+            if kind == "NAME":
+                keyword = keywords.get(value)
+                if keyword is not None and keyword in states[stack[-1]]:
+                    kind = keyword
+            elif kind == "OP":
+                kind = punctuation[value]
+            elif kind == "STRING" and "\n" in value:
+                newlines = value.count("\n")
+                last_start = text.rfind("\n", start, stop) + 1
+                token = Token(kind, value, start, line, column, line + newlines, stop - last_start + 1, stop)
+                line, line_start = line + newlines, last_start
                 lexer_state.last_token = token
                 yield token
-            if newlines:
-                line, line_start = end_line, text.rfind("\n", pos, stop) + 1
+                pos = stop
+                continue
+            token = Token(kind, value, start, line, column, line, column + len(value), stop)
+            lexer_state.last_token = token
+            yield token
             pos = stop
+
+
+def _line_of(text: str, pos: int) -> tuple[int, int]:
+    """The 1-based line of offset `pos` and the offset where that line starts."""
+    return text.count("\n", 0, pos) + 1, text.rfind("\n", 0, pos) + 1
 
 
 @lru_cache(maxsize=1)

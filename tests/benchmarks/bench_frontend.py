@@ -2,8 +2,8 @@
 
     python tests/benchmarks/bench_frontend.py [LINES]
 
-Prints the line count and the best of five wall-clock times for parse alone and parse + check.
-Goal: parse + check under 0.5 s.
+Prints the line count and the best of five times (wall clock, and this process's CPU time, which
+a busy machine inflates less) for parse alone and for parse + check. Goal: parse + check < 0.5 s.
 """
 
 from __future__ import annotations
@@ -82,13 +82,15 @@ def generate(lines: int) -> str:
     return "".join(parts)
 
 
-def best_of(n: int, fn) -> float:  # noqa: ANN001
-    times = []
+def best_of(n: int, fn) -> tuple[float, float]:  # noqa: ANN001
+    """The best wall-clock and the best CPU time of n runs."""
+    wall, cpu = [], []
     for _ in range(n):
-        start = time.perf_counter()
+        w, c = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        wall.append(time.perf_counter() - w)
+        cpu.append(time.process_time() - c)
+    return min(wall), min(cpu)
 
 
 def main() -> None:
@@ -101,7 +103,8 @@ def main() -> None:
         parse_s = best_of(5, lambda: parse(text, file))
         total_s = best_of(5, lambda: check_text(text, file))
     print(f"{text.count(chr(10))} lines, {len(spec.tasks)} tasks, {len(spec.saes)} SAEs, {len(spec.evals)} evals")
-    print(f"parse: {parse_s:.3f} s   parse + check: {total_s:.3f} s   (goal < 0.5 s)")
+    print(f"parse:         {parse_s[0]:.3f} s wall, {parse_s[1]:.3f} s CPU")
+    print(f"parse + check: {total_s[0]:.3f} s wall, {total_s[1]:.3f} s CPU   (goal < 0.5 s)")
 
 
 if __name__ == "__main__":
