@@ -96,9 +96,10 @@ def test_supervised_validation_by_hand():
     assert c.edit_success.value == pytest.approx(1.0) and c.edit_success.n == 2
     assert c.no_intervention_agreement.value == pytest.approx(0.0)
     assert c.edit_magnitude.value == pytest.approx(1.0)  # u_{x,v} is all of each code sum
-    # Variance: a = [1, 8] about 4.5 gives 24.5; residual (1-2)^2 + (8-6)^2 = 5.
+    # Variance: a = [1, 8] about 4.5 gives 24.5; residual (1-2)^2 + (8-6)^2 = 5. Attribute x
+    # alone, centred on the test prompts: 4.5 + [-2, 2] = [2.5, 6.5] leaves 1.5^2 + 1.5^2 = 4.5.
     assert v.explained_variance["s"].value == pytest.approx(1 - 5 / 24.5)
-    assert v.attribute_variance_explained["s"]["x"].value == pytest.approx(1 - 5 / 24.5)
+    assert v.attribute_variance_explained["s"]["x"].value == pytest.approx(1 - 4.5 / 24.5)
 
 
 HAND_W_DEC = torch.tensor([[-2.0], [2.0]])
@@ -305,6 +306,7 @@ def planted_world():
     for s in SITES:
         fitter[s].update(train_acts[s], train)
     dictionaries = {s: fitter[s].fit("mean") for s in SITES}
+    model.lstsq = {s: fitter[s].fit("lstsq") for s in SITES}  # kept for the least-squares check
 
     answer = torch.tensor([token(p, "io" if p["order"] == 1 else "s") for p in test])
     distractor = torch.tensor([token(p, "s" if p["order"] == 1 else "io") for p in test])
@@ -356,10 +358,23 @@ def test_supervised_dictionaries_pass_on_planted_truth(planted):
     strict_json(v)
 
 
+def test_least_squares_dictionaries_validate_alike(planted):
+    # Minimum-norm least-squares codes split the mean differently between bias and codes, but
+    # reconstruct as well and carry the same attribute shares (which are centred for this).
+    model, world = planted
+    mean = validate_supervised(**world)
+    lstsq = validate_supervised(**{**world, "dictionaries": model.lstsq})
+    assert lstsq.sufficiency.value == pytest.approx(1.0, abs=0.02) and lstsq.necessity.value == pytest.approx(1.0, abs=0.02)
+    for a in VALUES:
+        assert lstsq.control[a].edit_success.value > 0.97
+        for s in SITES:
+            assert lstsq.attribute_variance_explained[s][a].value == pytest.approx(mean.attribute_variance_explained[s][a].value, abs=0.01)
+
+
 def topk_sae(model, site, keep, seed):
     """A real sae_lens TopK SAE (k = 3: one latent per attribute) whose decoder holds the planted
-    vectors in `keep` and random unit directions in the other latents. A planted latent's encoder column is
-    the biorthogonal reader of its vector (e_v / 0.8 for the centred simplex vertex e_v - mean e,
+    vectors in `keep` and random unit directions in the other latents. A planted latent's
+    encoder column is the biorthogonal reader of its vector (e_v / 0.8 for the centred simplex vertex e_v - mean e,
     w for +-w), so it is exactly 1 on its value; a random latent reads its own direction."""
     g = torch.Generator().manual_seed(seed)
     sae = TopKSAE(TopKSAEConfig(d_in=D, d_sae=L_SAE, k=3))

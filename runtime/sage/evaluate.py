@@ -208,6 +208,13 @@ def validate_supervised(
     sites = tuple(dictionaries)
     n = len(clean.metric)
     _check_shapes(n, sites, acts, twin_acts, values)
+    for s, d in dictionaries.items():
+        for a in d.attributes:
+            if a not in values:
+                raise ValueError(f"site {s!r}: the dictionary has codes for attribute {a!r} but no test values were given for it")
+    for a in twin_acts:
+        if a not in twin_values:
+            raise ValueError(f"twin activations for attribute {a!r} but no twin values")
     attributes = tuple(twin_acts)
     rows = {s: {a: _code_rows(d, a, values[a]) for a in d.attributes} for s, d in dictionaries.items()}
     code_sum = {s: sum(rows[s].values()) for s in sites}
@@ -245,9 +252,7 @@ def validate_supervised(
         necessity=validation.necessity(clean.metric, removed.metric, ablated.metric, seed=seed),
         control=control_results,
         explained_variance={s: explained_variance(acts[s], a_hat[s], seed=seed) for s in sites},
-        attribute_variance_explained={
-            s: {a: explained_variance(acts[s], dictionaries[s].bias + rows[s][a], seed=seed) for a in dictionaries[s].attributes} for s in sites
-        },
+        attribute_variance_explained={s: {a: attribute_variance_explained(acts[s], rows[s][a], seed=seed) for a in dictionaries[s].attributes} for s in sites},
         reference=Reference(ablated, targets, pairs, hits, magnitudes),
     )
 
@@ -308,7 +313,7 @@ def _plan_sae(sae, supervised, acts, twin_acts, values, clean, dictionaries, ks,
     sites = tuple(sae)
     reference = supervised.reference
     attributes = tuple(reference.targets)
-    u0 = {s: dictionaries[s].bias.to(acts[s].dtype) for s in sites}
+    u0 = {s: _like(dictionaries[s].bias, acts[s]) for s in sites}
     conditions: list[Condition] = [
         {s: _like(sae[s].a_hat, acts[s]) for s in sites},
         {s: u0[s] + acts[s] - _like(sae[s].a_hat, acts[s]) for s in sites},
@@ -381,6 +386,16 @@ def explained_variance(a: torch.Tensor, a_hat: torch.Tensor, *, seed: int = 0) -
     residual = (a - a_hat).pow(2).sum(dim=1)
     total = (a - a.mean(dim=0)).pow(2).sum(dim=1)
     return bootstrap({"r": residual, "t": total}, lambda m: 1 - safe_ratio(m["r"], m["t"]), seed=seed)
+
+
+def attribute_variance_explained(a: torch.Tensor, code_rows: torch.Tensor, *, seed: int = 0) -> Estimate:
+    """The share of a's variance that attribute i's codes explain: the explained variance of
+    mean a + u_{i,v_i(p)} - mean_p u_{i,v_i(p)}. Centring on the test prompts keeps it about
+    the attribute alone: neither a train-test shift of the mean nor the offsets least-squares
+    codes split between bias and codes count against it."""
+    code_rows = code_rows.detach().to(torch.float64)
+    a64 = a.detach().to(torch.float64)
+    return explained_variance(a64, a64.mean(dim=0) + code_rows - code_rows.mean(dim=0), seed=seed)
 
 
 def min_k(hits: Mapping[int, torch.Tensor], supervised_hits: torch.Tensor, *, seed: int = 0, level: float = LEVEL) -> Estimate:

@@ -35,7 +35,7 @@ METRICS: dict[str, Metric] = {
     "min_k": Metric("lower", "smallest k in control.KS whose sparse edit success reaches the supervised dictionary's"),
     # Variance.
     "explained_variance": Metric("higher", "1 - sum ||a - a_hat||^2 / sum ||a - mean a||^2 over test prompts"),
-    "attribute_variance_explained": Metric("higher", "explained variance of a by u_0 + u_{i,v_i(p)}: how much of the cross-section attribute i carries"),
+    "attribute_variance_explained": Metric("higher", "explained variance of a by its mean plus attribute i's centred codes: how much of the cross-section attribute i carries"),
     # SAE anatomy.
     "l0": Metric("lower", "mean number of nonzero latents per prompt"),
     "dead_fraction": Metric("lower", "fraction of latents nonzero on no test prompt"),
