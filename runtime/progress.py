@@ -14,7 +14,19 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
+
+class RateColumn(ProgressColumn):
+    """Items per second (prompts/s), the figure that says whether a batch size is sensible."""
+
+    def __init__(self, unit: str):
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:.1f} {self.unit}/s" if task.speed else "", style="cyan")
 
 
 class Bar:
@@ -65,6 +77,7 @@ class Reporter:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn(unit),
+            RateColumn(unit),
             TaskProgressColumn(),
             TimeRemainingColumn(),
         )

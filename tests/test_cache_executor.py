@@ -105,3 +105,35 @@ def test_only_runs_a_node_and_its_upstream_and_force_recomputes(tmp_path):
     calls.clear()
     execute(plan, ArtifactCache(tmp_path), toy_passes(calls), reporter=Reporter("quiet"), only="trace[tiny/ioi]", force=["locate[gt]"])
     assert calls == ["locate[gt]"]
+
+
+def test_a_batch_that_does_not_fit_is_halved_and_retried(monkeypatch):
+    from types import SimpleNamespace
+
+    from runtime.executor import Context
+    from runtime.passes import common
+
+    ctx = Context(None, Reporter("quiet"))
+    loaded = SimpleNamespace(spec=SimpleNamespace(name="m", batch_size=64), arch=None)
+    tried = []
+
+    def call(size):
+        tried.append(size)
+        if size > 16:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 123 bytes")
+        return size
+
+    assert common._fitting(ctx, loaded, call) == 16 and tried == [64, 32, 16]
+    tried.clear()
+    assert common._fitting(ctx, loaded, call) == 16 and tried == [16]  # the run remembers what fits
+    with pytest.raises(ValueError):
+        common._fitting(ctx, loaded, lambda size: (_ for _ in ()).throw(ValueError("not memory")))
+
+
+def test_automatic_batch_sizes_shrink_with_the_model():
+    from types import SimpleNamespace
+
+    from runtime.passes.common import auto_batch_size
+
+    tiny, smol = SimpleNamespace(d_model=32, n_layers=3), SimpleNamespace(d_model=576, n_layers=30)
+    assert auto_batch_size(tiny) == 512 and 8 <= auto_batch_size(smol) <= 128

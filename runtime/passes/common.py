@@ -46,29 +46,68 @@ def metric_values(logits: torch.Tensor, prompts: Sequence[Prompt]) -> torch.Tens
 
 
 # Every call that runs the model goes through these, so a run can say how many model passes it
-# made (and tests can check that adding an SAE adds none for activations).
+# made (and tests can check that adding an SAE adds none for activations), and so a batch that
+# does not fit in memory is halved and retried instead of failing the run.
 def collect(ctx, loaded, prompts: Sequence[Prompt], names: Sequence[str], locations: Sequence[Location]) -> forward.Collected:
     ctx.count("forward", len(prompts))
-    return forward.collect(loaded, token_ids(prompts), positions(prompts, names), locations)
+    return _fitting(ctx, loaded, lambda b: forward.collect(loaded, token_ids(prompts), positions(prompts, names), locations, batch_size=b))
 
 
 def collect_with_grads(ctx, loaded, prompts: Sequence[Prompt], names: Sequence[str], locations: Sequence[Location]) -> forward.Collected:
     ctx.count("forward", len(prompts))
     ctx.count("backward", len(prompts))
-    return forward.collect_with_grads(loaded, token_ids(prompts), positions(prompts, names), locations, metric_of(prompts))
+    metric = metric_of(prompts)
+    return _fitting(ctx, loaded, lambda b: forward.collect_with_grads(loaded, token_ids(prompts), positions(prompts, names), locations, metric, batch_size=b))
 
 
 def patched_logits(ctx, loaded, prompts: Sequence[Prompt], patches: Sequence[forward.Patch], prefix: forward.PrefixCache | None = None) -> torch.Tensor:
     if prefix is not None and prefix.serves(token_ids(prompts), patches):
         ctx.count("final_token_forward", len(prompts))
-    else:
-        ctx.count("forward", len(prompts))
-    return forward.patched_logits(loaded, token_ids(prompts), patches, prefix=prefix)
+        return forward.patched_logits(loaded, token_ids(prompts), patches, prefix=prefix)
+    ctx.count("forward", len(prompts))
+    return _fitting(ctx, loaded, lambda b: forward.patched_logits(loaded, token_ids(prompts), patches, batch_size=b))
 
 
 def prefix_cache(ctx, loaded, prompts: Sequence[Prompt]) -> forward.PrefixCache:
     ctx.count("forward", len(prompts))  # the prefix is one forward of everything but the last token
-    return forward.prefix_cache(loaded, token_ids(prompts))
+    return _fitting(ctx, loaded, lambda b: forward.prefix_cache(loaded, token_ids(prompts), batch_size=b))
+
+
+# Activation memory per prompt is about (tokens x d_model x layers) floats times the
+# intermediates a layer keeps; a batch gets a fixed budget of it unless the spec sets batch_size.
+BATCH_MEMORY = 1 << 30
+TOKENS_GUESS = 16
+
+
+def auto_batch_size(arch) -> int:
+    per_prompt = TOKENS_GUESS * arch.d_model * arch.n_layers * 4 * 12
+    size = 8
+    while size * 2 * per_prompt <= BATCH_MEMORY and size < 512:
+        size *= 2
+    return size
+
+
+def _is_out_of_memory(e: BaseException) -> bool:
+    oom = getattr(torch, "OutOfMemoryError", ())
+    return isinstance(e, (MemoryError, *(oom if isinstance(oom, tuple) else (oom,)))) or (
+        isinstance(e, RuntimeError) and ("out of memory" in str(e) or "can't allocate memory" in str(e)))
+
+
+def _fitting(ctx, loaded, call):
+    sizes = ctx.resource("batch sizes", "all", dict)
+    name = loaded.spec.name
+    size = sizes.get(name) or loaded.spec.batch_size or auto_batch_size(loaded.arch)
+    while True:
+        try:
+            result = call(size)
+        except Exception as e:
+            if not _is_out_of_memory(e) or size == 1:
+                raise
+            ctx.reporter.warn(f"model {name}: out of memory with batches of {size} prompts; continuing with {size // 2}")
+            size //= 2
+            continue
+        sizes[name] = size
+        return result
 
 
 def site_name(site: CrossSection) -> str:
