@@ -4,12 +4,14 @@ results.json. The command line (sagec/cli/run.py) only parses options and report
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
+from sagec import serial
 from sagec.diagnostics import SpecError
 from sagec.lower import lower
-from sagec.plan import Plan
+from sagec.plan import Plan, SampleParams, ScoreParams
 from sagec.spec import Spec
 
 from runtime.atomic import write_json
@@ -25,6 +27,7 @@ class RunSummary:
     outcomes: tuple[NodeOutcome, ...]
     results: dict[str, Path]  # eval name -> results.json written
     counters: dict[str, int]  # model passes, by kind
+    reports: dict[str, Path] = field(default_factory=dict)  # eval name -> report.html written
 
 
 def preflight(spec: Spec) -> None:
@@ -59,19 +62,33 @@ def run_spec(
     nodes = plan.upstream(only) if only else plan.nodes
     artifacts, outcomes = execute(plan, cache, PASSES, reporter=reporter, force=[n.id for n in nodes] if force else (), only=only, context=ctx)
     written: dict[str, Path] = {}
+    pages: dict[str, Path] = {}
     reports = [n for n in plan.by_kind("report") if n.id in artifacts]
     for node in reports:
         ev = node.params.eval
         upstream = {n.id for n in plan.upstream(node.id)}
         results = dict(artifacts[node.id].meta["results"])
+        results["spec"] = {**results["spec"], "resolved": _resolved(plan, upstream)}
         results["versions"] = dict(plan.versions)
         results["plan"] = {n.id: n.key for n in plan.nodes if n.id in upstream}
         results["run"] = {
             "nodes": [{"id": o.node_id, "cached": o.cached, "seconds": round(o.seconds, 3)} for o in outcomes if o.node_id in upstream],
             "model_passes": dict(ctx.counters),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         written[ev.name] = write_json(_out_dir(ev, out_dir, len(plan.by_kind("report"))) / "results.json", results)
-    return RunSummary(plan, tuple(outcomes), written, dict(ctx.counters))
+        if "html" in ev.report.formats:
+            from runtime.report import write_report
+
+            pages[ev.name] = write_report(written[ev.name].parent)
+    return RunSummary(plan, tuple(outcomes), written, dict(ctx.counters), pages)
+
+
+def _resolved(plan: Plan, upstream: set[str]) -> dict:
+    """The model, task and SAEs an eval used, as checked: what `sagec diff` compares."""
+    params = [n.params for n in plan.nodes if n.id in upstream]
+    sample = next(p for p in params if isinstance(p, SampleParams))
+    return {"model": serial.to_data(sample.model), "task": serial.to_data(sample.task), "saes": [serial.to_data(p.sae) for p in params if isinstance(p, ScoreParams)]}
 
 
 def _out_dir(ev, override: str | os.PathLike[str] | None, n_evals: int) -> Path:

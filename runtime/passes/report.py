@@ -7,12 +7,17 @@ interval where it has one; a number that could not be computed is null with a re
 
 from __future__ import annotations
 
+import inspect
+
 from sagec import serial
 from sagec.plan import Node, ReportParams
 
 from runtime.cache import Artifact
+from runtime.sage.statistics import N_BOOT, bootstrap
 
 RESULTS_SCHEMA = "sagec.results/1"
+# Every estimate is drawn with the statistics module's default seed; read it, not restate it.
+BOOTSTRAP_SEED = inspect.signature(bootstrap).parameters["seed"].default
 
 
 def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
@@ -26,6 +31,7 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
         "spec": {"file": params.spec_file, "hash": params.spec_hash, "eval": serial.to_data(ev)},
         "model": trace.meta["model"],
         "prompts": sample.meta["summary"],
+        "seeds": {"prompts": sample.meta["summary"]["seed"], "bootstrap": BOOTSTRAP_SEED, "bootstrap_resamples": N_BOOT},
         "task_metric": trace.meta["metric"],
         "locate": {
             "method": locate.meta["method"],

@@ -43,3 +43,5 @@ def _run(spec_file: str, out_dir: str | None, cache_dir: str | None, force: bool
         raise click.exceptions.Exit(FAILURE) from None
     for name, path in summary.results.items():
         click.echo(f"{name}: wrote {path}")
+    for name, path in summary.reports.items():
+        click.echo(f"{name}: wrote {path}")
