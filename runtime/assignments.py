@@ -218,6 +218,39 @@ def ordinal(n: int) -> str:
 
 # --- counterfactual twins ----------------------------------------------------------------------
 
+COUNTERFACTUAL = "counterfactual"
+
+
+def twin_groups(task: Task, drawn: Sequence[tuple[Assignment, str]]) -> dict[str, list[Assignment | None]]:
+    """Each kind of twin of every drawn assignment, aligned with `drawn`: "counterfactual" (the
+    spec's resample rule, if it has one) and "twin:ATTR" per attribute (that attribute alone
+    changed). Twins stay in their prompt's split. None where no twin exists (see `no_twin`)."""
+    rules: list[tuple[str, tuple[str, ...], bool]] = []
+    if task.counterfactual:
+        rules.append((COUNTERFACTUAL, task.counterfactual, False))
+    rules += [(f"twin:{a}", (a,), True) for a in task.attributes]
+    domains = split_domains(task)
+    out = {}
+    for name, change, must_change in rules:
+        rng = rng_for(task.seed, name)  # a stream per kind: adding an attribute moves no other twin
+        out[name] = [twin(task, a, change, domains[split], rng, must_change) for a, split in drawn]
+    return out
+
+
+def no_twin(task: Task, name: str, assignment: Mapping[str, Value], split: str) -> SpecError:
+    if name == COUNTERFACTUAL:
+        return SpecError.at(
+            task.origin,
+            f"task {task.name}: `counterfactual resample {', '.join(task.counterfactual)}` finds no different assignment for {show_env(assignment)} within the constraints ({split} split)",
+        )
+    attr = name.removeprefix("twin:")
+    origin = task.templates[int(assignment[attr])].origin if attr == TEMPLATE_VARIABLE else task.variable(attr).origin
+    return SpecError.at(
+        origin,
+        f"task {task.name}: attribute {attr} cannot change alone in {show_env(assignment)}: no other value of it satisfies the constraints with the other variables kept",
+    )
+
+
 
 def twin(
     task: Task,

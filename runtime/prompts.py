@@ -1,10 +1,10 @@
 """The sample pass (METHOD.md section 1): from a checked task and a tokenizer to a prompt set.
 
-Assignments (runtime/assignments.py) are rendered through sandboxed Jinja2 templates, tokenized,
-and their named positions resolved through the tokenizer's offsets mapping; each prompt gets its
-counterfactual twins, and the whole set stores as safetensors plus JSON. Every problem a user can
-fix (a multi-token answer, a position that is not in the prompt) is a `SpecError` naming the value,
-the template and the spec line; all of them are collected before raising, one per problem.
+Assignments and their twins (runtime/assignments.py) are rendered through sandboxed Jinja2
+(runtime/render.py), tokenized, and their named positions resolved through the tokenizer's
+offsets mapping; the whole set stores as safetensors plus JSON. Every problem a user can fix (a
+multi-token answer, a position that is not in the prompt) is a `SpecError` naming the value, the
+template and the spec line; all of them are collected before raising, one per problem.
 """
 
 from __future__ import annotations
@@ -13,82 +13,19 @@ import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-import jinja2
 import torch
-from jinja2.sandbox import SandboxedEnvironment
 
-from runtime.assignments import (
-    SPLITS,
-    Assignment,
-    holds,
-    ordinal,
-    rng_for,
-    sample_assignments,
-    sample_split,
-    show_env,
-    split_domains,
-    twin,
-)
+from runtime.assignments import COUNTERFACTUAL, SPLITS, Assignment, no_twin, ordinal, sample_assignments, sample_split, show_env, twin_groups
+from runtime.render import render, render_answer
 from sagec.diagnostics import Diagnostic, SpecError
 from sagec.names import TEMPLATE_VARIABLE
-from sagec.spec import AnswerSide, Origin, Position, Task, Value
+from sagec.spec import Position, Task, Value
 
 __all__ = ["Prompt", "PromptSet", "build_prompt_set", "pad", "render", "render_answer", "sample_assignments"]
 
-COUNTERFACTUAL = "counterfactual"
 ARTIFACT_VERSION = 1
-
-# --- rendering --------------------------------------------------------------------------------
-
-# Sandboxed: a spec is data a user may have been sent, and a template must not reach Python.
-# StrictUndefined: a misspelt variable is an error, never an empty string in a prompt.
-_JINJA = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
-
-
-@lru_cache(maxsize=None)
-def _compiled(text: str) -> jinja2.Template:
-    return _JINJA.from_string(text)
-
-
-def render_text(text: str, env: Mapping[str, Value], origin: Origin, what: str) -> str:
-    try:
-        return _compiled(text).render(dict(env))
-    except jinja2.TemplateError as e:
-        raise SpecError.at(origin, f"{what} {text!r} cannot be rendered with {show_env(env)}: {e}") from None
-
-
-def render(task: Task, assignment: Mapping[str, Value]) -> str:
-    """The prompt text of an assignment, through the template it names."""
-    index = int(assignment[TEMPLATE_VARIABLE])
-    template = task.templates[index]
-    return render_text(template.text, assignment, template.origin, f"template {index}")
-
-
-def _render_side(task: Task, side: AnswerSide, assignment: Mapping[str, Value], what: str) -> tuple[str, ...]:
-    origin = task.answer.origin
-    if not side.is_set:
-        return (render_text(side.template, assignment, origin, what),)
-    out = []
-    for value in side.domain:
-        env = {**assignment, side.binder: value}
-        if side.where is None or holds(task, side.where)(env):
-            out.append(render_text(side.template, env, origin, what))
-    if not out:
-        raise SpecError.at(origin, f"the {what} set {side.template!r} is empty for {show_env(assignment)}")
-    return tuple(out)
-
-
-def render_answer(task: Task, assignment: Mapping[str, Value]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(answer strings, distractor strings): one each for a single-token answer, the filtered
-    renderings over the binder's domain for a token set."""
-    return (
-        _render_side(task, task.answer.answer, assignment, "answer"),
-        _render_side(task, task.answer.distractor, assignment, "distractor"),
-    )
-
 
 # --- the prompt set ---------------------------------------------------------------------------
 
@@ -475,22 +412,13 @@ def build_prompt_set(task: Task, tokenizer: Any) -> PromptSet:
     tokens = _Tokens(tokenizer)
     problems = _Problems(task)
     drawn = sample_split(task)
-    domains = split_domains(task)
-    rules: list[tuple[str, tuple[str, ...], bool]] = []
-    if task.counterfactual:
-        rules.append((COUNTERFACTUAL, task.counterfactual, False))
-    rules += [(f"twin:{a}", (a,), True) for a in task.attributes]
     drafts: dict[str, list[_Draft | None]] = {"clean": [_draft(task, a, s, problems) for a, s in drawn]}
-    for name, change, must_change in rules:
-        rng = rng_for(task.seed, name)
+    for name, twins in twin_groups(task, drawn).items():
         group: list[_Draft | None] = []
-        for assignment, split in drawn:
-            other = twin(task, assignment, change, domains[split], rng, must_change)
+        for other, (assignment, split) in zip(twins, drawn):
             if other is None:
-                problems.add((name,), _no_twin(task, name, change, assignment, split))
-                group.append(None)
-            else:
-                group.append(_draft(task, other, split, problems))
+                problems.add((name,), no_twin(task, name, assignment, split))
+            group.append(_draft(task, other, split, problems) if other is not None else None)
         drafts[name] = group
     encoded = tokens.encode_many([d.text for group in drafts.values() for d in group if d is not None])
     built = {name: [_prompt(task, tokens, d, encoded[d.text], problems) if d is not None else None for d in group] for name, group in drafts.items()}
@@ -506,16 +434,3 @@ def build_prompt_set(task: Task, tokenizer: Any) -> PromptSet:
         twins={a: done[f"twin:{a}"] for a in task.attributes},
     )
 
-
-def _no_twin(task: Task, name: str, change: tuple[str, ...], assignment: Mapping[str, Value], split: str) -> SpecError:
-    if name == COUNTERFACTUAL:
-        return SpecError.at(
-            task.origin,
-            f"task {task.name}: `counterfactual resample {', '.join(change)}` finds no different assignment for {show_env(assignment)} within the constraints ({split} split)",
-        )
-    (attr,) = change
-    origin = task.templates[int(assignment[attr])].origin if attr == TEMPLATE_VARIABLE else task.variable(attr).origin
-    return SpecError.at(
-        origin,
-        f"task {task.name}: attribute {attr} cannot change alone in {show_env(assignment)}: no other value of it satisfies the constraints with the other variables kept",
-    )

@@ -18,47 +18,8 @@ from runtime.assignments import split_domains
 from runtime.prompts import PromptSet, build_prompt_set, pad, render, render_answer, sample_assignments
 from sagec.diagnostics import SpecError
 from sagec.expr import truth
-from sagec.spec import Answer, AnswerSide, BoolOp, Compare, Const, Origin, Position, Split, Task, Template, Var, Variable
-
-NAMES = ("Mary", "John", "Alice", "Bob", "Tom", "Sarah")
-PLACES = ("store", "park", "school", "garden")
-WORDS = ["When", "and", "went", "to", "the", "gave", "a", "drink", ",", "Then", "said"]
-
-
-def at(line: int) -> Origin:
-    return Origin("ioi.sage", line, 3)
-
-
-def ioi(**changes) -> Task:
-    task = Task(
-        name="ioi",
-        variables=(
-            Variable("io", NAMES, at(3)),
-            Variable("s", NAMES, at(4)),
-            Variable("place", PLACES, at(5)),
-            Variable("order", ("ABB", "BAB"), at(6)),
-        ),
-        constraints=(Compare("!=", Var("s"), Var("io")),),
-        templates=(
-            Template("When {{io}} and {{s}} went to the {{place}}, {{s}} gave a drink to", Compare("==", Var("order"), Const("ABB")), at(7)),
-            Template("When {{s}} and {{io}} went to the {{place}}, {{s}} gave a drink to", Compare("==", Var("order"), Const("BAB")), at(8)),
-        ),
-        answer=Answer(AnswerSide(" {{io}}"), AnswerSide(" {{s}}"), at(9)),
-        counterfactual=("io", "s"),
-        positions=(
-            Position("io", "var", "io", 1, "first", 0, at(11)),
-            Position("s1p", "var", "s", 1, "last", 1, at(12)),
-            Position("s2", "var", "s", -1, "last", 0, at(13)),
-            Position("end", "last", None, 1, "last", 0, at(14)),
-        ),
-        attributes=("io", "s", "order"),
-        split=Split(("place",), 0.5, 0.5, at(16)),
-        samples=48,
-        seed=0,
-        origin=at(2),
-    )
-    return dataclasses.replace(task, **changes)
-
+from sagec.spec import Answer, AnswerSide, BoolOp, Compare, Const, Position, Split, Template, Var, Variable
+from tests.ioi_fixture import NAMES, PLACES, WORDS, at, fingerprint, ioi
 
 def word_tokenizer(words=NAMES + PLACES + tuple(WORDS)) -> PreTrainedTokenizerFast:
     """STACK.md section 2: a WordLevel tokenizer that splits on spaces and punctuation."""
@@ -380,23 +341,18 @@ def test_summary_and_padding(words):
     assert ids[1, 10].item() == ps.prompts[0].ids[1]
 
 
-def test_bytes_do_not_depend_on_the_process(words):
-    """Set iteration order changes with PYTHONHASHSEED; nothing in the prompt set may follow it."""
-    import hashlib
+def test_assignments_do_not_depend_on_the_process():
+    """Set iteration order changes with PYTHONHASHSEED; no draw, twin or split may follow it.
+    (Tokenization is a function of the text, so the pure-Python part is what can vary.)"""
     import os
     import subprocess
     import sys
 
-    code = (
-        "import hashlib; from tests.test_prompts import ioi, word_tokenizer, artifact_bytes; "
-        "from runtime.prompts import build_prompt_set; "
-        "t, m = artifact_bytes(build_prompt_set(ioi(), word_tokenizer())); "
-        "print(hashlib.sha256(t + m.encode()).hexdigest())"
-    )
+    code = "from tests.ioi_fixture import fingerprint; print(fingerprint())"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
-    t, m = artifact_bytes(build_prompt_set(ioi(), words))
-    assert out.stdout.strip() == hashlib.sha256(t + m.encode()).hexdigest()
+    assert out.stdout.strip() == fingerprint()
+
 
 
 def test_problems_are_capped_with_a_count_of_the_rest():
