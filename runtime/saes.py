@@ -21,7 +21,7 @@ import json
 import os
 import re
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,27 @@ class LoadedSae:
         if self.location is not None:
             return (self.location,)
         return tuple(Location("head_z", self.layer, h) for h in range(arch.n_heads))
+
+    def input_from(self, acts: Sequence[Any]) -> Any:
+        """The SAE's input from the activations at `sites`, in order, each (..., width). An
+        SAE over every head's z takes (..., n_heads, d_head) when sae_lens reshapes for it
+        (`reshape_activations == "hook_z"`), else the heads concatenated."""
+        if len(acts) == 1:
+            return acts[0]
+        import torch
+
+        stacked = torch.stack(list(acts), dim=-2)
+        return stacked if self._reshapes() else stacked.flatten(-2)
+
+    def per_site(self, out: Any, arch: Architecture) -> list[Any]:
+        """An SAE output (a reconstruction) split back into one tensor per site."""
+        if self.location is not None:
+            return [out]
+        heads = out if self._reshapes() else out.unflatten(-1, (arch.n_heads, arch.d_head))
+        return list(heads.unbind(-2))
+
+    def _reshapes(self) -> bool:
+        return getattr(self.sae.cfg, "reshape_activations", "none") == "hook_z"
 
 
 # --- the hook ---------------------------------------------------------------------------------

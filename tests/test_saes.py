@@ -217,3 +217,21 @@ def test_catalogue_lists_zoo_and_sae_lens(saved, monkeypatch):
     assert listed[0] == saes.Listed("zoo", "tiny/std/1", "tiny")
     assert saes.Listed("sae_lens", "gpt2-small-res-jb/blocks.8.hook_resid_pre", "gpt2-small") in listed
     assert {x.name for x in saes.catalogue("gpt2-small-res-jb/blocks.1[01].hook_resid_pre")} == {f"gpt2-small-res-jb/blocks.{i}.hook_resid_pre" for i in (10, 11)}
+
+
+@pytest.mark.parametrize("reshape", ["none", "hook_z"])
+def test_all_heads_z_input_and_output_per_head(tmp_path, reshape):
+    torch.manual_seed(0)
+    cfg = StandardSAEConfig(d_in=64, d_sae=32, reshape_activations=reshape, metadata=SAEMetadata(hook_name="blocks.0.attn.hook_z"))
+    StandardSAE(cfg).save_model(str(tmp_path / "z"))
+    loaded = load_sae(path_sae(tmp_path / "z"))
+    heads = [torch.randn(5, 16) for _ in range(4)]  # head_z 0.0 .. 0.3 at one position
+    x = loaded.input_from(heads)
+    with torch.no_grad():
+        out = loaded.sae.decode(loaded.sae.encode(x))
+        flat = StandardSAE(StandardSAEConfig(d_in=64, d_sae=32))
+        flat.load_state_dict(loaded.sae.state_dict())
+        expected = flat.decode(flat.encode(torch.cat(heads, dim=-1)))
+    back = loaded.per_site(out, ARCH)
+    assert len(back) == 4 and all(b.shape == (5, 16) for b in back)
+    assert torch.allclose(torch.cat(back, dim=-1), expected, atol=1e-6)
