@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from sae_lens import TopKSAE, TopKSAEConfig
+from sae_lens import StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
 
 from runtime.sage import reconstruct
 from runtime.sage.dictionaries import Dictionary, DictionaryFitter
@@ -453,3 +453,30 @@ def test_saes_rank_perfect_half_random_on_planted_truth(planted):
     assert interp(random, "value_centric") < 0.2 and abs(random.sufficiency.value) < 0.3
     for result in scores.values():
         strict_json(result)
+
+
+def test_a_relu_sae_with_the_planted_decoder_is_the_ground_truth_too(planted):
+    # A StandardSAE (ReLU) thresholds instead of taking the top k: b_enc = -1/2 silences every
+    # reader below 1/2, so a planted latent reads 1 - 1/2 on its value and nothing elsewhere;
+    # decoder rows of twice the planted vectors restore the scale.
+    model, world = planted
+    supervised = validate_supervised(**world)
+    world = {k: v for k, v in world.items() if k != "twin_values"}
+    saes = {}
+    for site in SITES:
+        sae = StandardSAE(StandardSAEConfig(d_in=D, d_sae=L_SAE))
+        keys = [(a, v) for a in VALUES for v in VALUES[a]]
+        with torch.no_grad():
+            sae.W_dec.copy_(torch.stack([2 * model.planted[site][a][v] for a, v in keys]))
+            sae.W_enc.copy_(torch.stack([model.readers[site][a][v] for a, v in keys]).T)
+            sae.b_enc.fill_(-0.5)
+            sae.b_dec.copy_(model.u0[site])
+        saes[site] = sae
+    scores = score_sae(sae_sites(saes, world), supervised=supervised, ks=(1, 2, 4), **world)
+    assert scores.sufficiency.value == pytest.approx(1.0, abs=0.03)
+    for a in VALUES:
+        assert scores.control[a].edit_success[2].value > 0.97 and scores.control[a].min_k.value == 2
+    for s in SITES:
+        site = scores.per_site[s]
+        assert site.interpretability.feature_centric.value == 1.0 and site.interpretability.value_centric.value == 1.0
+        assert site.l0.value == pytest.approx(3.0) and site.matched_cosine.value > 0.99  # against the fitted codes
