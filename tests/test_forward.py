@@ -152,3 +152,22 @@ def test_suffix_only_path_matches_the_full_forward(loaded):
     early = [Patch(Location("mlp_out", 0), [0] * n, torch.zeros(n, loaded.arch.d_model))]
     torch.testing.assert_close(patched_logits(loaded, xs, early, prefix=prefix), patched_logits(loaded, xs, early))
     assert prefix.serves(xs, patches) and not prefix.serves(xs, early) and not prefix.serves(xs[::-1], patches)
+
+
+def test_gemma2_padding_and_suffix_path(tmp_path):
+    """Gemma-2 mixes sliding-window and global layers; prompts longer than the window (8) must
+    still match their unpadded selves, and the suffix path its full forward."""
+    folder = tiny_families.build("gemma2", tmp_path / "gemma2")
+    loaded = load_model(Model("g", "path", str(folder), "float32", "cpu", None, 4, Origin("t.sage", 1, 1)))
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.randint(4, len(tiny_families.VOCAB), (k,), generator=g).tolist() for k in (5, 12, 9, 14, 3)]
+    n = len(xs)
+    clean = collect(loaded, xs, {}, [])
+    for i, x in enumerate(xs):
+        with torch.no_grad():
+            alone = loaded.model._module(input_ids=torch.tensor([x])).logits[0, -1]
+        torch.testing.assert_close(clean.logits[i], alone, atol=1e-5, rtol=1e-4)
+    patches = [Patch(Location("head", 1, 2), [len(x) - 1 for x in xs], torch.randn(n, 32, generator=g)),
+               Patch(Location("mlp_out", 2), [-1] * n, torch.randn(n, 32, generator=g))]
+    fast = patched_logits(loaded, xs, patches, prefix=prefix_cache(loaded, xs))
+    torch.testing.assert_close(fast, patched_logits(loaded, xs, patches), atol=1e-5, rtol=1e-4)
