@@ -293,6 +293,8 @@ def _batches(token_ids: Sequence[Sequence[int]], batch_size: int) -> tuple[list[
     """Prompt indices sorted by length, cut into batches: similar lengths pad little."""
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    if not token_ids:
+        raise ValueError("no prompts to run")
     order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
     return order, [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
