@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -228,8 +230,9 @@ def _check_folder(sae: Sae, folder: Path) -> None:
         raise SpecError.at(sae.origin, f"SAE {sae.name}: the folder {str(folder)!r} {what}")
 
 
-# Zoo SAEs by name: `folder()` returns a sae_lens on-disk folder, building it on first use (SmolLM2
-# SAEs are trained lazily per layer). runtime/zoo registers its SAEs on import, as it does models.
+# Zoo SAEs by name, each with a function returning its sae_lens folder (building it on first use:
+# SmolLM2 SAEs are trained lazily per layer). runtime/zoo/saes.py provides `names()` and
+# `folder(name)`; `register_zoo_sae` adds others (a plug-in, a test).
 _ZOO: dict[str, Callable[[], Path]] = {}
 
 
@@ -238,29 +241,43 @@ def register_zoo_sae(name: str, folder: Callable[[], Path]) -> None:
     _ZOO[name] = folder
 
 
-def zoo_sae_names() -> list[str]:
-    _import_zoo()
-    return sorted(_ZOO)
-
-
-def _import_zoo() -> None:
+def _zoo_module() -> Any:
     try:
-        import runtime.zoo  # noqa: F401  (registers the zoo's models and SAEs)
-    except ImportError:
-        pass
+        return importlib.import_module("runtime.zoo.saes")
+    except ModuleNotFoundError as e:
+        if e.name not in ("runtime.zoo", "runtime.zoo.saes"):
+            raise
+        return None
+
+
+def _zoo_table() -> dict[str, Callable[[], Path]]:
+    table = dict(_ZOO)
+    zoo = _zoo_module()
+    if zoo is not None:
+        for name in zoo.names():
+            table.setdefault(name, functools.partial(zoo.folder, name))
+    return table
+
+
+def zoo_sae_names() -> list[str]:
+    return list(_zoo_table())
 
 
 def _zoo_folder(sae: Sae, build: bool) -> Path | None:
     """The zoo's folder for this SAE, built on first use when `build`."""
-    if sae.ref not in _ZOO:
-        _import_zoo()
-    if sae.ref not in _ZOO:
-        names = sorted(_ZOO)
+    table = _zoo_table()
+    if sae.ref not in table:
+        names = list(table)
         close = difflib.get_close_matches(sae.ref or "", names, n=3, cutoff=0.5)
-        hint = ("did you mean " + " or ".join(repr(c) for c in close) + "?") if close else "`sagec ls zoo` lists them"
+        hint = ("did you mean " + " or ".join(repr(c) for c in close) + "?") if close else "`sagec ls saes` lists them"
         known = ", ".join(repr(n) for n in names[:12]) + (", ..." if len(names) > 12 else "") if names else "none"
         raise SpecError.at(sae.origin, f"SAE {sae.name}: the zoo has no SAE {sae.ref!r}; it has {known}", hint=hint)
-    return Path(_ZOO[sae.ref or ""]()) if build else None
+    if not build:
+        return None
+    try:
+        return Path(table[sae.ref or ""]())
+    except FileNotFoundError as e:  # a committed SAE whose files are missing
+        raise SpecError.at(sae.origin, f"SAE {sae.name}: {e}") from None
 
 
 def _override(sae: Sae) -> Location:

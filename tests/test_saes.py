@@ -200,6 +200,7 @@ def test_zoo_saes_resolve_through_the_registry(saved, monkeypatch):
 
     kind, original, folder = saved
     monkeypatch.setattr(saes, "_ZOO", {})
+    monkeypatch.setattr(saes, "_zoo_module", lambda: None)
     saes.register_zoo_sae(f"tiny/{kind}/1", lambda: folder)
     loaded = load_sae(Sae("z", "zoo", f"tiny/{kind}/1", None, None, None, AT))
     assert loaded.identity["name"] == f"tiny/{kind}/1" and loaded.location == Location("resid_post", 1)
@@ -212,7 +213,7 @@ def test_catalogue_lists_zoo_and_sae_lens(saved, monkeypatch):
     from runtime import saes
 
     monkeypatch.setattr(saes, "_ZOO", {"tiny/std/1": lambda: saved[2]})
-    monkeypatch.setattr(saes, "_import_zoo", lambda: None)
+    monkeypatch.setattr(saes, "_zoo_module", lambda: None)
     listed = saes.catalogue("*")
     assert listed[0] == saes.Listed("zoo", "tiny/std/1", "tiny")
     assert saes.Listed("sae_lens", "gpt2-small-res-jb/blocks.8.hook_resid_pre", "gpt2-small") in listed
@@ -235,3 +236,18 @@ def test_all_heads_z_input_and_output_per_head(tmp_path, reshape):
     back = loaded.per_site(out, ARCH)
     assert len(back) == 4 and all(b.shape == (5, 16) for b in back)
     assert torch.allclose(torch.cat(back, dim=-1), expected, atol=1e-6)
+
+
+def test_zoo_module_names_and_folders(saved, monkeypatch):
+    from runtime import saes
+
+    kind, _, folder = saved
+    fake = types.SimpleNamespace(names=lambda: ["tiny-ioi/topk-k8/resid_post.1", "tiny-ioi/gone/resid_post.1"], folder=lambda n: folder if "topk" in n else (_ for _ in ()).throw(FileNotFoundError(f"zoo SAE {n} is missing; run `sagec zoo build {n}`")))
+    monkeypatch.setattr(saes, "_ZOO", {})
+    monkeypatch.setattr(saes, "_zoo_module", lambda: fake)
+    assert load_sae(Sae("z", "zoo", "tiny-ioi/topk-k8/resid_post.1", None, None, None, AT)).d_sae == 128
+    with pytest.raises(SpecError, match="sagec zoo build"):
+        load_sae(Sae("z", "zoo", "tiny-ioi/gone/resid_post.1", None, None, None, AT))
+    with pytest.raises(SpecError) as e:
+        load_sae(Sae("z", "zoo", "tiny-ioi/topk-k8/resid_post.2", None, None, None, AT))
+    assert "did you mean 'tiny-ioi/topk-k8/resid_post.1'" in (e.value.diagnostics[0].hint or "")
