@@ -217,6 +217,7 @@ def test_new_aggregations_by_hand():
     interp = interpretability_scores(active, {"x": ["a", "a", "b", "b"]})
     assert interp.feature_centric.value == 0.5 and interp.feature_centric.n == 2
     assert interp.value_centric.value == 0.5  # a has latent 0; b's best is latent 1 at F1 1/2
+    assert interp.value_centric_by_attribute["x"].value == 0.5
     # Alignment: codes [1, 0] and [0, 1] against rows [2, 0] and [1, 1].
     d = Dictionary(torch.zeros(2), {"x": {"a": torch.tensor([1.0, 0.0]), "b": torch.tensor([0.0, 1.0])}})
     al = alignment_scores(d, torch.tensor([[2.0, 0.0], [1.0, 1.0]]))
@@ -479,4 +480,5 @@ def test_a_relu_sae_with_the_planted_decoder_is_the_ground_truth_too(planted):
     for s in SITES:
         site = scores.per_site[s]
         assert site.interpretability.feature_centric.value == 1.0 and site.interpretability.value_centric.value == 1.0
+        assert all(e.value == 1.0 for e in site.interpretability.value_centric_by_attribute.values())
         assert site.l0.value == pytest.approx(3.0) and site.matched_cosine.value > 0.99  # against the fitted codes

@@ -135,6 +135,7 @@ VALUE_COLUMNS = ("best_f1", "precision", "recall", "latents_above_threshold")
 class Interpretability:
     feature_centric: Estimate
     value_centric: Estimate
+    value_centric_by_attribute: Mapping[str, Estimate]  # a site may not carry every attribute
     values: tuple[interpretability.ValueMatch, ...]  # one per attribute value, its best latent
 
     def to_json(self) -> dict:
@@ -148,6 +149,7 @@ class Interpretability:
         return {
             "feature_centric": described("feature_centric", self.feature_centric),
             "value_centric": described("value_centric", self.value_centric),
+            "value_centric_by_attribute": {a: described("value_centric", e) for a, e in self.value_centric_by_attribute.items()},
             "values": rows,
             "value_columns": {c: {"direction": METRICS[c].direction, "description": METRICS[c].description} for c in VALUE_COLUMNS},
         }
@@ -438,7 +440,8 @@ def interpretability_scores(active: torch.Tensor, values: Mapping[str, Sequence[
     else:
         feature = undefined("no latent is active on the test prompts")
     value = fraction_estimate(interpretability.fraction_at_least([m.f1 for m in matches]), seed=seed)
-    return Interpretability(feature, value, matches)
+    by_attribute = {a: fraction_estimate(interpretability.fraction_at_least([m.f1 for m in matches if m.attribute == a]), seed=seed) for a in values}
+    return Interpretability(feature, value, by_attribute, matches)
 
 
 def alignment_scores(dictionary: Dictionary, w_dec: torch.Tensor, *, seed: int = 0) -> dict[str, Estimate]:
