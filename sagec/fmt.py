@@ -10,7 +10,7 @@ line between statements is kept (more are squeezed to one).
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sagec import ast as A
 from sagec.parse import parse
@@ -321,7 +321,7 @@ class _Printer:
             return ""
         return "  " + "  ".join(c.text for c in taken)  # one at most: a comment runs to the line's end
 
-    def _take(self, pred) -> list[A.Comment]:  # noqa: ANN001
+    def _take(self, pred: Callable[[A.Comment], bool]) -> list[A.Comment]:
         taken = []
         while self.next < len(self.comments) and pred(self.comments[self.next]):
             taken.append(self.comments[self.next])

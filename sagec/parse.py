@@ -1,4 +1,5 @@
-"""Source text -> `sagec.ast.Module`: Lark builds the tree, a Transformer turns it into nodes.
+"""Source text -> `sagec.ast.Module`: Lark's LALR parser over grammar/sage.lark, with the
+Transformer that builds AST nodes run inside the parser.
 
 Syntax errors become `Diagnostic`s that say in words what was expected ("expected a name or
 '}'"), never Lark's terminal names. A file has at most one syntax error (LALR stops there); the
@@ -29,8 +30,8 @@ class _Lexer(Lexer):
 
     Lark's contextual lexer costs about 25 us a token on these machines, most of a parse; this one
     does the same job (a word is a keyword only where the parser accepts that keyword, as in
-    Lark's contextual lexer) in a few. The token patterns are those of sage.lark; test_parse
-    checks that the two agree on every terminal.
+    Lark's contextual lexer) in a few. The token patterns are read from sage.lark, and test_parse
+    checks that both lexers give the same trees and spans.
     """
 
     __future_interface__ = 2

@@ -146,3 +146,52 @@ def test_syntax_errors_say_what_was_expected_in_words(text, line, column, words)
         assert w in d.message
     # never Lark's own terminal names
     assert not re.search(r"\b(NAME|STRING|INT|DECIMAL|__ANON_\d+|LBRACE|RBRACE|\$END)\b", d.message), d.message
+
+
+def _spans(node):
+    """Every span in a tree, in order (spans take no part in node equality)."""
+    import dataclasses
+
+    if isinstance(node, tuple):
+        for x in node:
+            yield from _spans(x)
+    elif dataclasses.is_dataclass(node):
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            if f.name == "span":
+                yield (value.line, value.column, value.end_line, value.end_column)
+            else:
+                yield from _spans(value)
+
+
+def test_the_fast_lexer_agrees_with_larks_own():
+    """sagec.parse lexes with one regular expression; Lark's contextual lexer, driven by the same
+    grammar, must give the same trees and spans, and fail on the same inputs."""
+    from importlib.resources import files
+
+    from lark import Lark
+    from lark.exceptions import UnexpectedInput
+
+    from sagec import parse as P
+    from tests.test_fuzz import mutants
+
+    reference = Lark(
+        files("sagec.grammar").joinpath("sage.lark").read_text(),
+        parser="lalr", transformer=P._TRANSFORMER, keep_all_tokens=True, maybe_placeholders=False,
+    )
+    texts = [p.read_text() for p in SPECS.glob("*.sage")]
+    texts += list(mutants(texts[0], 300, seed=5))
+    texts += ['vocab v = ["a\\"b", """x\n"y"\n""", -3]\ntask t { var a in 0..3 where a not in [1] or (a >= 2) }']
+    for text in texts:
+        try:
+            ours = parse(text, "x.sage").items
+        except SpecError:
+            ours = None
+        P._TRANSFORMER.file = "x.sage"
+        try:
+            theirs = tuple(reference.parse(text))
+        except (UnexpectedInput, SpecError):
+            theirs = None
+        assert (ours is None) == (theirs is None), text
+        if ours is not None:
+            assert ours == theirs and list(_spans(ours)) == list(_spans(theirs)), text
