@@ -270,8 +270,8 @@ def _zoo_folder(sae: Sae, build: bool) -> Path | None:
         names = list(table)
         close = difflib.get_close_matches(sae.ref or "", names, n=3, cutoff=0.5)
         hint = ("did you mean " + " or ".join(repr(c) for c in close) + "?") if close else "`sagec ls saes` lists them"
-        known = ", ".join(repr(n) for n in names[:12]) + (", ..." if len(names) > 12 else "") if names else "none"
-        raise SpecError.at(sae.origin, f"SAE {sae.name}: the zoo has no SAE {sae.ref!r}; it has {known}", hint=hint)
+        known = ", ".join(repr(n) for n in names) if len(names) <= 12 else f"{len(names)} others (`sagec ls saes` lists them)"
+        raise SpecError.at(sae.origin, f"SAE {sae.name}: the zoo has no SAE {sae.ref!r}; it has {known or 'none'}", hint=hint)
     if not build:
         return None
     try:
