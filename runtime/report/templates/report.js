@@ -22,6 +22,11 @@
       th.addEventListener("click", function () { sortBy(table, i, th); });
     });
   });
-  // Reached only if everything above ran: the browser test reads it.
+  // Mark each plot the browser actually laid out with a non-empty extent, and the page as ready
+  // once everything above ran: the browser test reads both from the DOM.
+  document.querySelectorAll("svg.plot").forEach(function (plot) {
+    var box = plot.getBBox();
+    if (box.width > 0 && box.height > 0) { plot.dataset.drawn = "yes"; }
+  });
   document.body.dataset.ready = "yes";
 })();

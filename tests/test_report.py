@@ -1,0 +1,209 @@
+"""report.html: written by `sagec run` and `sagec report`, self-contained, every section present
+with its plots, a verdict that follows the numbers, and a real browser that renders it without a
+console error."""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from runtime import results
+from runtime.report import render
+from runtime.report.view import build
+from sagec.cli import main
+from tests.tiny_runs import finished
+
+# Section id -> the plots (data-plot values) it must hold.
+SECTIONS = {
+    "verdict": set(),
+    "saes": set(),
+    "validation": {"sufficiency", "logit_diff_recovered", "necessity"},
+    "control": {"control"},
+    "interpretability": {"f1"},
+    "locate": {"attribution", "patching"},
+    "ground-truth": {"gt-validation", "gt-control", "gt-variance"},
+    "spec": set(),
+    "provenance": set(),
+}
+MARKS = {"rect", "path", "circle", "polygon", "line"}
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class Page(HTMLParser):
+    """Sections, the plots in each, the marks drawn in each plot, and table rows."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.sections: dict[str, dict] = {}
+        self.svgs: list[dict] = []
+        self.tables: dict[str, int] = {}
+        self.body: dict[str, str] = {}
+        self._section = self._svg = self._table = None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "body":
+            self.body = a
+        if tag == "section":
+            self._section = self.sections.setdefault(a["id"], {"plots": set(), "svgs": 0})
+        if self._section is not None and "data-plot" in a:
+            self._section["plots"].add(a["data-plot"])
+        if tag == "svg":
+            self._svg = {"attrs": a, "marks": 0}
+            self.svgs.append(self._svg)
+            if self._section is not None:
+                self._section["svgs"] += 1
+        elif self._svg is not None and tag in MARKS:
+            self._svg["marks"] += 1
+        if tag == "table" and "id" in a:
+            self._table = a["id"]
+            self.tables[self._table] = 0
+        if tag == "tr" and self._table is not None:
+            self.tables[self._table] += 1
+
+    def handle_endtag(self, tag):
+        if tag == "section":
+            self._section = None
+        if tag == "svg":
+            self._svg = None
+        if tag == "table":
+            self._table = None
+
+
+@pytest.fixture(scope="module")
+def run():
+    return finished(0)
+
+
+@pytest.fixture(scope="module")
+def html(run) -> str:
+    return (run.folder / "report.html").read_text()
+
+
+@pytest.fixture(scope="module")
+def doc(run) -> dict:
+    return results.load(run.folder)
+
+
+def test_sagec_run_names_results_and_report(run):
+    assert f"wrote {run.folder / 'results.json'}" in run.output
+    assert f"wrote {run.folder / 'report.html'}" in run.output
+
+
+def test_every_section_and_plot_is_there(html, doc):
+    page = Page(html)
+    assert list(page.sections) == list(SECTIONS)
+    for section, plots in SECTIONS.items():
+        assert plots <= page.sections[section]["plots"], section
+        assert (page.sections[section]["svgs"] > 0) == bool(plots), section
+    assert page.svgs and all(s["marks"] > 0 for s in page.svgs)
+    # The SAE table has a header row and one row per scored SAE; the site table one per site.
+    scored = {n: e for n, e in doc["saes"].items() if e["scores"]}
+    assert page.tables["sae-table"] == 1 + len(scored)
+    assert page.tables["site-table"] == 1 + sum(len(e["scores"]["per_site"]) for e in scored.values())
+    # One control panel per SAE and attribute; one attribution map per twin family.
+    assert html.count('data-plot="control"') == sum(len(e["scores"]["control"]) for e in scored.values())
+    assert html.count('data-plot="attribution"') == len(doc["locate"]["families"])
+
+
+def test_the_page_shows_the_run(html, doc):
+    for example in doc["prompts"]["examples"]:
+        assert example["text"] in html
+    for site in doc["locate"]["selected"]:
+        assert site in html
+    assert doc["spec"]["hash"] in html
+    assert re.search(r'class="best">.*?</strong>\s*leads on \d+ of \d+ whole-SAE metrics', html, re.S)
+
+
+def test_the_page_is_self_contained(html):
+    # Nothing to fetch: no external scripts, styles, images or links, and a policy forbidding them.
+    assert not re.search(r'<(script|img|link|iframe)[^>]+(src|href)=', html)
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    assert "default-src 'none'" in html
+
+
+def test_the_verdict_follows_the_numbers(doc):
+    """Give one SAE a clearly better sufficiency and the other a clearly better necessity: each
+    leads its metric, with intervals apart, and the verdict says so."""
+    doc = copy.deepcopy(doc)
+    a, b = list(doc["saes"])[:2]
+
+    def put(sae, metric, value, low, high):
+        doc["saes"][sae]["scores"][metric].update(value=value, ci95=[low, high])
+        doc["saes"][sae]["scores"][metric].pop("reason", None)
+
+    put(a, "sufficiency", 0.95, 0.9, 1.0)
+    put(b, "sufficiency", 0.2, 0.1, 0.3)
+    put(a, "necessity", 0.3, 0.2, 0.5)
+    put(b, "necessity", 0.4, 0.1, 0.9)
+    put(a, "logit_diff_recovered", 0.9, 0.8, 1.0)
+    put(b, "logit_diff_recovered", 0.5, 0.45, 0.55)
+    verdict = build(doc)["verdict"]
+    findings = {f.column.key: f for f in verdict["findings"]}
+    assert (findings["sufficiency"].leader, findings["sufficiency"].separated) == (a, True)
+    assert (findings["necessity"].leader, findings["necessity"].separated) == (b, False)
+    assert verdict["best"] == a
+    assert verdict["clear_leads"][a] == 2
+
+
+def test_sagec_report_rewrites_the_page(run, tmp_path):
+    shutil.copy(run.folder / "results.json", tmp_path / "results.json")
+    result = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"wrote {tmp_path / 'report.html'}"
+    assert (tmp_path / "report.html").read_text() == render(results.load(tmp_path))
+
+
+def test_sagec_report_on_a_folder_without_results_is_a_user_error(tmp_path):
+    result = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "has no results.json" in result.output
+
+
+# --- a real browser ---------------------------------------------------------------------------
+
+
+def chromium(page: Path, profile: Path, *args: str) -> tuple[str, list[str]]:
+    """Run headless Chromium on `page`; return stdout and every console message it logged.
+    Name resolution is mapped to nothing, so a page that reached for the network would fail."""
+    command = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={profile}",
+        "--host-resolver-rules=MAP * ~NOTFOUND", "--enable-logging=stderr", "--v=0", *args, page.as_uri(),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout, [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+
+
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed; .ci/run installs it (apt-get install chromium)")
+
+
+@needs_chromium
+def test_the_report_renders_in_headless_chromium(run, tmp_path):
+    page = run.folder / "report.html"
+    dom, console = chromium(page, tmp_path / "profile", "--dump-dom")
+    assert console == []
+    rendered = Page(dom)
+    assert rendered.body.get("data-ready") == "yes", "the page's script did not run to the end"
+    assert list(rendered.sections) == list(SECTIONS)
+    assert rendered.svgs and all(s["attrs"].get("data-drawn") == "yes" for s in rendered.svgs), "a plot was laid out empty"
+    shot = tmp_path / "report.png"
+    _, console = chromium(page, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1400,6000", "--hide-scrollbars")
+    assert console == []
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
+
+
+@needs_chromium
+def test_the_browser_check_catches_a_console_error(tmp_path):
+    page = tmp_path / "broken.html"
+    page.write_text('<!DOCTYPE html><html><body><script>throw new Error("boom");</script></body></html>')
+    _, console = chromium(page, tmp_path / "profile", "--dump-dom")
+    assert any("boom" in line for line in console)
