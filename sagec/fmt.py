@@ -16,6 +16,10 @@ from sagec import ast as A
 from sagec.parse import parse
 
 INDENT = "  "
+WIDTH = 100
+# The indentation of the statement being printed when it is too long for one line, else None:
+# then its lists are wrapped and its multi-line strings triple-quoted.
+_wrap_at: list[str | None] = [None]
 
 
 def format_source(text: str, file: str = "<string>") -> str:
@@ -36,8 +40,9 @@ _LINE_BREAKS = {"\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u202
 
 
 def quote(value: str) -> str:
-    """A string literal for `value`; triple-quoted when it spans lines, so templates stay legible."""
-    multiline = "\n" in value
+    """A string literal for `value`: on one line with escapes, or, when the statement is too long
+    for one line anyway, triple-quoted with its line breaks as they are (long templates)."""
+    multiline = "\n" in value and _wrap_at[-1] is not None
     out = []
     for ch in value:
         if ch == "\\":
@@ -67,7 +72,22 @@ def literal(lit: A.Literal) -> str:
 
 
 def literals(items: Sequence[A.Literal]) -> str:
-    return "[" + ", ".join(literal(i) for i in items) + "]"
+    """A list literal: on one line, or, in a statement too long for one line, its items filled
+    into lines of at most WIDTH columns, one indent deeper than the statement."""
+    texts = [literal(i) for i in items]
+    indent = _wrap_at[-1]
+    if indent is None or len(texts) < 2 or any("\n" in t for t in texts):
+        return "[" + ", ".join(texts) + "]"
+    inner = indent + INDENT
+    lines, line = [], ""
+    for piece in (t + "," for t in texts):
+        if line and len(inner) + len(line) + 1 + len(piece) > WIDTH:
+            lines.append(inner + line)
+            line = piece
+        else:
+            line = f"{line} {piece}" if line else piece
+    lines.append(inner + line)
+    return "[\n" + "\n".join(lines) + "\n" + indent + "]"
 
 
 def names(idents: Sequence[A.Ident]) -> str:
@@ -157,15 +177,27 @@ def _side(s: A.AnswerSide) -> str:
     return text
 
 
-def statement(st: object) -> str:
-    """One statement (not a block) as source text; it may span lines only inside a string."""
+def statement(st: object, depth: int = 0) -> str:
+    """One statement (not a block) as source text, its first line without indentation. It spans
+    lines inside a triple-quoted string, or when it is too long and has lists to wrap."""
+    flat = _statement(st)
+    if len(INDENT * depth) + max(len(line) for line in flat.split("\n")) <= WIDTH:
+        return flat
+    _wrap_at.append(INDENT * depth)
+    try:
+        return _statement(st)
+    finally:
+        _wrap_at.pop()
+
+
+def _statement(st: object) -> str:
     match st:
         case A.Include(path):
             return f"include {literal(path)}"
         case A.Vocab(name, values, file):
             if values is None:
                 return f"vocab {name.name} from {literal(file)}"
-            return _wrapped(f"vocab {name.name} = ", [literal(v) for v in values])
+            return f"vocab {name.name} = {literals(values)}"
         case A.Source(kind, args):
             return " ".join(["source", kind.name, *(literal(a) for a in args)])
         case A.Setting(key, value):
@@ -199,26 +231,6 @@ def statement(st: object) -> str:
         case A.Report(out_dir, formats):
             return f"report {literal(out_dir)}" + (f" as {names(formats)}" if formats else "")
     raise TypeError(f"not a statement: {st!r}")
-
-
-WIDTH = 100
-
-
-def _wrapped(head: str, items: list[str]) -> str:
-    """`head[a, b]` on one line if it fits, else the items filled into indented lines."""
-    flat = head + "[" + ", ".join(items) + "]"
-    if len(flat) <= WIDTH or any("\n" in i for i in items):
-        return flat
-    lines, line = [], ""
-    for item in items:
-        piece = item + ","
-        if line and len(INDENT) + len(line) + 1 + len(piece) > WIDTH:
-            lines.append(INDENT + line)
-            line = piece
-        else:
-            line = f"{line} {piece}" if line else piece
-    lines.append(INDENT + line)
-    return head + "[\n" + "\n".join(lines) + "\n]"
 
 
 def _sae_ref(r: A.SaeRef) -> str:
@@ -280,7 +292,7 @@ class _Printer:
         if isinstance(node, _BLOCKS):
             self._block(node, depth)
         else:
-            self._leaf(statement(node), span, depth)
+            self._leaf(statement(node, depth), span, depth)
         self.last = max(self.last, span.end_line)
 
     def _block(self, node: object, depth: int) -> None:
@@ -303,7 +315,7 @@ class _Printer:
         lines = text.split("\n")
         lines[-1] += trailing
         self._emit(depth, lines[0])
-        self.lines.extend(lines[1:])  # the rest of a triple-quoted string, verbatim
+        self.lines.extend(lines[1:])  # wrapped lists come indented; triple-quoted strings verbatim
 
     def _comments_before(self, line: int | None, depth: int, first: bool) -> bool:
         taken = self._take(lambda c: line is None or c.line < line)

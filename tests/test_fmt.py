@@ -190,13 +190,25 @@ model m {
 
 task t {
   var a in 0..3 where (a + 1) * 2 != 4 and not a in [1]
-  template when a == 1: \"\"\"x
-{{a}}\"\"\"
+  template when a == 1: "x\\n{{a}}"
   position p = last token of a
 }
 """
     assert format_source(source) == expected
     assert format_source(expected) == expected
+
+
+def test_long_statements_wrap_lists_and_triple_quote_templates():
+    items = ", ".join(f'"item{i}"' for i in range(20))
+    source = f'task t {{ var a in [1] where a in [{items}] template "{"x" * 90}\\nsecond line" }}'
+    out = format_source(source)
+    lines = out.split("\n")
+    assert lines[1] == "  var a in [1] where a in ["
+    close = lines.index("  ]")
+    assert close > 3 and all(line.startswith('    "item') for line in lines[2:close])
+    assert all(len(line) <= 100 for line in lines[: close + 1])
+    assert lines[close + 1] == f'  template """{"x" * 90}' and lines[close + 2] == 'second line"""'
+    assert format_source(out) == out and parse(out) == parse(source)
 
 
 def test_nested_logic_keeps_its_parentheses():
