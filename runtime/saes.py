@@ -270,14 +270,24 @@ def _zoo_folder(sae: Sae, build: bool) -> Path | None:
         names = list(table)
         close = difflib.get_close_matches(sae.ref or "", names, n=3, cutoff=0.5)
         hint = ("did you mean " + " or ".join(repr(c) for c in close) + "?") if close else "`sagec ls saes` lists them"
-        known = ", ".join(repr(n) for n in names) if len(names) <= 12 else f"{len(names)} others (`sagec ls saes` lists them)"
-        raise SpecError.at(sae.origin, f"SAE {sae.name}: the zoo has no SAE {sae.ref!r}; it has {known or 'none'}", hint=hint)
+        raise SpecError.at(sae.origin, f"SAE {sae.name}: the zoo has no SAE {sae.ref!r}; it has {_compact(names)}", hint=hint)
     if not build:
         return None
     try:
         return Path(table[sae.ref or ""]())
     except FileNotFoundError as e:  # a committed SAE whose files are missing
         raise SpecError.at(sae.origin, f"SAE {sae.name}: {e}") from None
+
+
+def _compact(names: list[str]) -> str:
+    """The names, or when there are many, their shapes with the trailing layer number as N
+    (`tiny-ioi/topk-k8/resid_post.N`), so the message lists every kind without every layer."""
+    if not names:
+        return "none"
+    if len(names) <= 12:
+        return ", ".join(repr(n) for n in names)
+    shapes = list(dict.fromkeys(re.sub(r"\d+$", "N", n) for n in names))
+    return f"{len(names)}: " + ", ".join(repr(n) for n in shapes) + " (N a layer)"
 
 
 def _override(sae: Sae) -> Location:

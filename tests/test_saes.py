@@ -251,3 +251,14 @@ def test_zoo_module_names_and_folders(saved, monkeypatch):
     with pytest.raises(SpecError) as e:
         load_sae(Sae("z", "zoo", "tiny-ioi/topk-k8/resid_post.2", None, None, None, AT))
     assert "did you mean 'tiny-ioi/topk-k8/resid_post.1'" in (e.value.diagnostics[0].hint or "")
+
+
+def test_many_zoo_names_are_listed_by_shape(monkeypatch):
+    from runtime import saes
+
+    names = [f"m/{k}/resid_post.{l}" for k in ("topk-k8", "weak") for l in range(10)]
+    monkeypatch.setattr(saes, "_ZOO", {n: (lambda: Path("/nowhere")) for n in names})
+    monkeypatch.setattr(saes, "_zoo_module", lambda: None)
+    with pytest.raises(SpecError) as e:
+        load_sae(Sae("z", "zoo", "m/topk-k16/resid_post.1", None, None, None, AT))
+    assert "it has 20: 'm/topk-k8/resid_post.N', 'm/weak/resid_post.N' (N a layer)" in str(e.value)
