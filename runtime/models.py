@@ -165,11 +165,9 @@ def _hub_folder(model: Model, weights: bool = True) -> Path:
     offline = _hub_offline()
     try:
         return Path(snapshot_download(model.ref, allow_patterns=patterns, local_files_only=offline is not None))
-    except LocalEntryNotFoundError:
-        if offline is None:
-            raise
     except Exception as e:  # network and hub errors: say what happened in the spec's terms
-        raise SpecError.at(model.origin, f"could not fetch hub model {model.ref!r}: {e}") from e
+        if offline is None or not isinstance(e, LocalEntryNotFoundError):
+            raise SpecError.at(model.origin, f"could not fetch hub model {model.ref!r}: {e}") from e
     raise SpecError.at(
         model.origin,
         f"hub model {model.ref!r} cannot be loaded: {offline}, and it is not in the local Hugging Face cache",
