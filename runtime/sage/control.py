@@ -30,30 +30,30 @@ def greedy_edits(f_source: torch.Tensor, f_target: torch.Tensor, w_dec: torch.Te
 
     ||S + d_j - t||^2 = ||S - t||^2 + 2 df_j (W_dec[j] . (S - t)) + df_j^2 ||W_dec[j]||^2, and
     only the latents where p and p' differ (a few times L0 of the SAE's thousands) can be
-    chosen: each row gathers its own candidates' decoder rows (C the most any row has). Ties go
-    to the lowest latent index.
+    chosen: each pair's candidates are laid out in a padded (N, C) table, C the most any pair
+    has, and the (N, L) latents are read only to find them. Ties go to the lowest latent index.
     """
-    delta_f = (f_target - f_source).to(w_dec.dtype)
-    n, d = len(delta_f), w_dec.shape[1]
-    differs = delta_f != 0
-    width = int(torch.count_nonzero(delta_f, dim=1).max()) if n else 0
-    rows_per_chunk = max(1, GATHER_BUDGET // max(1, width * max(width, d)))
-    parts = [_greedy_rows(delta_f[i : i + rows_per_chunk], differs[i : i + rows_per_chunk], w_dec, true_delta[i : i + rows_per_chunk], width, ks) for i in range(0, n, rows_per_chunk)]
+    n, d = len(f_source), w_dec.shape[1]
+    row_of, latent = torch.nonzero(f_target != f_source, as_tuple=True)  # row-major: latent order
+    counts = torch.bincount(row_of, minlength=n)
+    width = int(counts.max()) if n else 0
+    slot = torch.arange(len(row_of)) - (counts.cumsum(dim=0) - counts)[row_of]
+    candidates = torch.zeros(n, width, dtype=torch.long)
+    available = torch.zeros(n, width, dtype=torch.bool)
+    df = torch.zeros(n, width, dtype=w_dec.dtype)
+    candidates[row_of, slot] = latent
+    available[row_of, slot] = True
+    df[row_of, slot] = (f_target[row_of, latent] - f_source[row_of, latent]).to(w_dec.dtype)
+    rows = max(1, GATHER_BUDGET // max(1, width * max(width, d)))
+    parts = [_greedy_rows(candidates[i : i + rows], available[i : i + rows], df[i : i + rows], w_dec, true_delta[i : i + rows], ks) for i in range(0, n, rows)]
     if not parts:
         return {k: torch.zeros(0, d, dtype=w_dec.dtype) for k in ks}, torch.zeros(0, max(ks), dtype=torch.long)
     return {k: torch.cat([e[k] for e, _ in parts]) for k in ks}, torch.cat([c for _, c in parts])
 
 
-def _greedy_rows(delta_f: torch.Tensor, differs: torch.Tensor, w_dec: torch.Tensor, true_delta: torch.Tensor, width: int, ks: Sequence[int]) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
-    n = len(delta_f)
-    # Each row's candidates in latent order (nonzero is row-major), padded to `width`.
-    row_of, latent = torch.nonzero(differs, as_tuple=True)
-    counts = torch.count_nonzero(differs, dim=1)
-    slot = torch.arange(len(row_of)) - (counts.cumsum(dim=0) - counts)[row_of]
-    candidates = torch.zeros(n, width, dtype=torch.long)
-    available = torch.zeros(n, width, dtype=torch.bool)
-    candidates[row_of, slot], available[row_of, slot] = latent, True
-    df = delta_f.gather(1, candidates) * available
+def _greedy_rows(candidates: torch.Tensor, available: torch.Tensor, df: torch.Tensor, w_dec: torch.Tensor, true_delta: torch.Tensor, ks: Sequence[int]) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+    n, width = candidates.shape
+    available = available.clone()
     rows_w = w_dec[candidates]  # (n, C, d)
     # With S the running edit, W_dec[j] . (S - t) starts at -W_dec[j] . t and moves by
     # df_b (W_dec[j] . W_dec[b]) when b is taken: one batched Gram product up front, then every
@@ -93,14 +93,15 @@ def edit_magnitude(f_source: torch.Tensor, f_target: torch.Tensor, w_dec: torch.
     return removed_weights(f_source, f_target, w_dec, chosen).sum(dim=1)
 
 
-def removed_weights(f_source: torch.Tensor, f_target: torch.Tensor, w_dec: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+def removed_weights(f_source: torch.Tensor, f_target: torch.Tensor, w_dec: torch.Tensor, chosen: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
     """Each chosen latent's share of `edit_magnitude`, (N, steps): its cumulative sum over steps
     gives the magnitude for every k at once. NaN rows where p's reconstruction is empty.
 
-    Only the chosen latents' weights are needed, so x is decoded from the nonzero latents and
-    each weight is one gathered dot product: O(N k d), not O(N L d) for a wide SAE."""
+    Only the chosen latents' weights are needed, so each is one gathered dot product with
+    x = f W_dec = a_hat - b_dec: O(N k d), not O(N L d) for a wide SAE. Pass x (`decode`) when
+    scoring several edits of the same prompts."""
     f_source = f_source.to(w_dec.dtype)
-    x = torch.sparse.mm(f_source.to_sparse(), w_dec)  # f W_dec = a_hat - b_dec
+    x = decode(f_source, w_dec) if x is None else x
     j = chosen.clamp_min(0)
     fs, ft = f_source.gather(1, j), f_target.to(w_dec.dtype).gather(1, j)
     energy = x.pow(2).sum(dim=1, keepdim=True)
@@ -108,6 +109,11 @@ def removed_weights(f_source: torch.Tensor, f_target: torch.Tensor, w_dec: torch
     removed = ((fs - ft) / fs.where(fs != 0, torch.ones_like(fs))).clamp(0, 1).where(fs > 0, torch.zeros_like(fs))
     share = weights * removed * (chosen >= 0)
     return share.where(energy > 0, torch.full_like(share, math.nan))
+
+
+def decode(f: torch.Tensor, w_dec: torch.Tensor) -> torch.Tensor:
+    """f W_dec without the bias, through the nonzero latents only (an SAE's f is sparse)."""
+    return torch.sparse.mm(f.to(w_dec.dtype).to_sparse(), w_dec)
 
 
 def supervised_edit_magnitude(code_removed: torch.Tensor, code_sum: torch.Tensor) -> torch.Tensor:

@@ -321,6 +321,7 @@ def _plan_sae(sae, supervised, acts, twin_acts, values, clean, dictionaries, ks,
         {s: u0[s] + acts[s] - _like(sae[s].a_hat, acts[s]) for s in sites},
     ]
     magnitudes: dict[str, dict[int, torch.Tensor]] = {}
+    decoded = {s: control.decode(sae[s].f, sae[s].w_dec) for s in sites}  # shared by every attribute's edits
     for a in attributes:
         edits, chosen = {}, {}
         for s in sites:
@@ -330,7 +331,7 @@ def _plan_sae(sae, supervised, acts, twin_acts, values, clean, dictionaries, ks,
         # The sparse edit moves the REAL activations, at every served site at once.
         conditions.extend({s: acts[s] + _like(edits[s][k], acts[s]) for s in sites} for k in ks)
         # Greedy choices are nested: the magnitude at k is a prefix sum of per-step shares.
-        per_step = torch.stack([control.removed_weights(sae[s].f, sae[s].twin_f[a], sae[s].w_dec, chosen[s]).double().cumsum(dim=1) for s in sites])
+        per_step = torch.stack([control.removed_weights(sae[s].f, sae[s].twin_f[a], sae[s].w_dec, chosen[s], decoded[s]).double().cumsum(dim=1) for s in sites])
         magnitudes[a] = {k: per_step[:, :, k - 1].nanmean(dim=0) for k in ks}
 
     def finish(outcomes: list[Outcome]) -> SaeScores:
