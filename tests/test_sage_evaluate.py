@@ -375,8 +375,9 @@ def test_least_squares_dictionaries_validate_alike(planted):
 def topk_sae(model, site, keep, seed):
     """A real sae_lens TopK SAE (k = 3: one latent per attribute) whose decoder holds the planted
     vectors in `keep` and random unit directions in the other latents. A planted latent's
-    encoder column is the biorthogonal reader of its vector (e_v / 0.8 for the centred simplex vertex e_v - mean e,
-    w for +-w), so it is exactly 1 on its value; a random latent reads its own direction."""
+    encoder column is the biorthogonal reader of its vector (e_v / 0.8 for the centred simplex
+    vertex e_v - mean e, w for +-w), so it is exactly 1 on its value; a random latent reads its
+    own direction."""
     g = torch.Generator().manual_seed(seed)
     sae = TopKSAE(TopKSAEConfig(d_in=D, d_sae=L_SAE, k=3))
     w_dec = torch.nn.functional.normalize(torch.randn(L_SAE, D, generator=g), dim=1)
