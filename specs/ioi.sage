@@ -39,9 +39,10 @@ task ioi {
   samples 256 seed 0
 }
 
-# Residual-stream SAEs from the zoo, one per layer; each reads the hook its own config names.
-sae res[l] for l in 0..3 {
-  source zoo "smollm2-135m/res-topk-k16/{{l}}"
+# Residual-stream SAEs from the zoo (top-k, k = 8), one per layer of the searched band; each reads
+# the hook its own config names (resid_post l).
+sae res[l] for l in 14..17 {
+  source zoo "smollm2-135m/topk-k8/resid_post.{{l}}"
 }
 
 eval ioi_ground_truth {
@@ -50,6 +51,7 @@ eval ioi_ground_truth {
   locate {
     method attribution
     components heads, mlp
+    layers 14..17  # the band the SAEs cover, so every selected cross-section can be reconstructed
     positions io, s1, s2, end
     select top 8
     verify patching
