@@ -65,7 +65,7 @@ def test_fmt_check_and_rewrite(tmp_path):
     assert run("fmt", str(f)).exit_code == 0
     assert f.read_text() == 'model m {\n  source zoo "x"  # keep me\n}\n'
     assert run("fmt", "--check", str(f)).exit_code == 0
-    assert run("fmt", "--check", *map(str, SPECS.glob("*.sage"))).exit_code == 0
+    assert run("fmt", "--check", str(SPECS / "ioi.sage")).exit_code == 0
 
 
 def test_fmt_on_a_syntax_error_exits_2(tmp_path):
