@@ -1,16 +1,17 @@
 """Every number the ground-truth and score passes report: its direction and what it means.
 
 One table, keyed by metric name, so results.json and the report describe a number the same way
-wherever it appears. `direction` says which way is better; None marks a count where neither is
+wherever it appears. Free of torch, so the report side can import it. `direction` says which way is better; None marks a count where neither is
 (a value spread over exactly one latent is ideal, none means occluded, several over-split).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from runtime.sage.statistics import Estimate
+if TYPE_CHECKING:
+    from runtime.sage.statistics import Estimate
 
 
 @dataclass(frozen=True)
