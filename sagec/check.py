@@ -643,7 +643,7 @@ class _Checker:
         if "positions" in st:
             for ident in self._no_repeats(st["positions"].names):
                 if task is not None and ident.name not in known:
-                    self.unknown(ident, f"position of task '{task.name}'", known)
+                    self.error(ident.span, f"task '{task.name}' has no position '{ident.name}'", suggest(ident.name, known))
                 positions.append(ident.name)
         elif task is not None:
             positions = known

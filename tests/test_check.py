@@ -147,7 +147,7 @@ CASES = [
     ("unknown-sae", "saes res[*]", "saes rez[*]", "unknown sae 'rez'", "rez", "did you mean 'res'?"),
     ("family-without-index", "saes res[*]", "saes res", "sae 'res' is a family", "res\n", "res[*]"),
     ("family-member-out-of-range", "saes res[*]", "saes res[5]", "has no member 5", "res[5]", None),
-    ("unknown-locate-position", "select top 4", "positions end, s3 select top 4", "unknown position of task 't' 's3'", "s3", "s2"),
+    ("unknown-locate-position", "select top 4", "positions end, s3 select top 4", "task 't' has no position 's3'", "s3", "s2"),
     ("duplicate-vocab", 'vocab names = ["A", "B", "C"]', 'vocab names = ["A", "B", "C"]\nvocab names = ["Z"]', "duplicate vocab 'names'", 'names = ["Z"]', None),
     ("duplicate-variable", '  var place in ["x", "y"]', '  var place in ["x", "y"]\n  var s in names', "duplicate variable 's'", "s in names\n", None),
     ("duplicate-position", "position end = last", "position end = last position s2 = last", "duplicate position 's2'", "s2 = last", None),
