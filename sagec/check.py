@@ -317,11 +317,12 @@ class _Checker:
         constraints = tuple(self._expr(st.where, scope, f"the constraint on '{st.name.name}'") for st in var_decls.values() if st.where is not None)
 
         templates: list[S.Template] = []
-        template_vars: list[tuple[A.Template, set[str]]] = []
+        template_vars: list[tuple[A.Template, frozenset[str]]] = []
         for st in t.body:
             if isinstance(st, A.Template):
                 used = self._jinja(st.text, scope, "template")
-                template_vars.append((st, used))
+                if used is not None:  # a template that does not parse has been reported already
+                    template_vars.append((st, used))
                 guard = self._expr(st.guard, scope, "the template's guard") if st.guard is not None else None
                 templates.append(S.Template(str(st.text.value), guard, st.span.origin))
         if not templates:
@@ -353,15 +354,16 @@ class _Checker:
             attributes, split, samples, seed, t.span.origin,
         )
 
-    def _jinja(self, text: A.Literal, scope: set[str], what: str) -> set[str]:
-        """Parse a template (never render it); report syntax errors and undeclared names."""
+    def _jinja(self, text: A.Literal, scope: set[str], what: str) -> frozenset[str] | None:
+        """Parse a template (never render it); report syntax errors and undeclared names.
+        The names it reads, or None if it does not parse."""
         used, problem = template_names(str(text.value))
         if problem is not None:
             lineno, message = problem
             line = text.span.line + lineno - 1
             column = text.span.column if line == text.span.line else 1
             self.diagnostics.append(Diagnostic(text.span.file, line, column, f"{what} syntax error: {message}"))
-            return set()
+            return None
         for name in sorted(used - scope):
             self.error(text.span, f"{what} uses '{{{{{name}}}}}', which is not a variable here", suggest(name, scope))
         return used
@@ -399,7 +401,7 @@ class _Checker:
                 out.append(ident.name)
         return tuple(out)
 
-    def _positions(self, decls: list[A.Position], scope: set[str], templates: list[tuple[A.Template, set[str]]]) -> tuple[S.Position, ...]:
+    def _positions(self, decls: list[A.Position], scope: set[str], templates: list[tuple[A.Template, frozenset[str]]]) -> tuple[S.Position, ...]:
         by_name: dict[str, A.Position] = {}
         for p in decls:
             name = p.name.name

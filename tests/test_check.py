@@ -197,6 +197,12 @@ def test_include_cycle_is_reported_at_the_include(tmp_path):
     assert (d.file, d.line, d.column) == (str(tmp_path / "b.sage"), 2, 9)
 
 
+def test_a_broken_template_is_reported_once(tmp_path):
+    # not also as "position 's2' needs 's' in every template"
+    found = problems(mutate("When {{io}} and", "When {{io and"), tmp_path)
+    assert len(found) == 1 and found[0].message.startswith("template syntax error: ")
+
+
 def test_every_problem_is_reported_at_once(tmp_path):
     text = mutate("attributes io, s", "attributes io, sx")
     text = mutate("heads, mlp", "heads, mpl", text)
