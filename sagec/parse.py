@@ -11,12 +11,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from types import SimpleNamespace
 from importlib.resources import files
 from typing import Any
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.lexer import Lexer, PatternStr
+from lark.parsers.lalr_interactive_parser import InteractiveParser
 
 from sagec import ast as A
 from sagec.diagnostics import Diagnostic, SpecError
@@ -68,7 +70,8 @@ class _Lexer(Lexer):
             if m is None:  # a character no token starts with: skip the whitespace to point at it
                 pos = len(text) - len(text[pos:].lstrip())
                 line, line_start = _line_of(text, pos)
-                raise UnexpectedCharacters(text, pos, line, pos - line_start + 1, state=parser_state)
+                allowed = _accepted(parser_state)
+                raise UnexpectedCharacters(text, pos, line, pos - line_start + 1, allowed=allowed, state=parser_state)
             kind = m.lastgroup
             start, stop = m.start(kind), m.end()
             if start != pos:  # whitespace before the token
@@ -103,6 +106,15 @@ class _Lexer(Lexer):
             lexer_state.last_token = token
             yield token
             pos = stop
+
+
+def _accepted(parser_state) -> set[str]:  # noqa: ANN001 - Lark's ParserState
+    """The terminals the parser can take next, replayed exactly (see _precise_expected)."""
+    cursor = InteractiveParser(None, parser_state, SimpleNamespace(_Token=Token))
+    try:
+        return set(cursor.accepts())
+    except Exception:  # noqa: BLE001 - a nicety: fall back to the LALR table's (merged) set
+        return {t for t in parser_state.parse_conf.parse_table.states[parser_state.position] if t.isupper()}
 
 
 def _line_of(text: str, pos: int) -> tuple[int, int]:

@@ -136,7 +136,8 @@ def test_hash_inside_a_string_is_not_a_comment():
         ('model m { source zoo "x\n }', 1, 22, ["unterminated string"]),
         ("vocab v = [1, 2", 1, 15, ["end of file", "','", "']'"]),
         ("modle m { }", 1, 1, ["'modle'", "'model'", "'task'", "'include'"]),
-        ("task t { var x in 0..3 ? }", 1, 24, ["'?'"]),
+        ("task t { var x in 0..3 ? }", 1, 24, ["'?'", "'where'", "'var'", "'}'"]),
+        ('model m { source zoo "x" @ }', 1, 26, ["'@'", "a string", "'dtype'", "'}'"]),
     ],
 )
 def test_syntax_errors_say_what_was_expected_in_words(text, line, column, words):
