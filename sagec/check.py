@@ -335,12 +335,14 @@ class _Checker:
         )
         answer = self._answer(single.get("answer"), scope, t)
         counterfactual = self._var_list(single.get("counterfactual"), scope, "counterfactual")
+        if counterfactual and all(len(variables[v].domain) <= 1 for v in counterfactual):
+            self.error(single["counterfactual"].span, "the counterfactual twin would equal the prompt: every variable it resamples has a single value")
         attributes = self._var_list(single.get("attributes"), scope, "attribute")
         for key, example in (("counterfactual", "counterfactual resample io, s"), ("attributes", "attributes io, s")):
             if key not in single:
                 self.error(t.name.span, f"{what} needs `{key} ...`, e.g. `{example}`")
         positions = self._positions([st for st in t.body if isinstance(st, A.Position)], scope, template_vars)
-        split = self._split(single.get("split"), variables, set(attributes), t)
+        split = self._split(single.get("split"), variables, set(attributes), len(templates), t)
         samples, seed = 1, 0
         if "samples" not in single:
             self.error(t.name.span, f"{what} needs `samples N` (how many prompts to draw), e.g. `samples 256 seed 0`")
@@ -454,7 +456,7 @@ class _Checker:
         out = [resolve(p, (p.name.name,)) for p in by_name.values()]
         return tuple(p for p in out if p is not None)
 
-    def _split(self, st: A.Split | None, variables: dict[str, S.Variable], attributes: set[str], t: A.Task) -> S.Split:
+    def _split(self, st: A.Split | None, variables: dict[str, S.Variable], attributes: set[str], templates: int, t: A.Task) -> S.Split:
         if st is None:
             return S.Split((), 0.5, 0.5, t.span.origin)
         by: list[str] = []
@@ -466,7 +468,10 @@ class _Checker:
                     "every value of an attribute must occur in train; split by a non-attribute variable or by `template`",
                 )
             elif name == N.TEMPLATE_VARIABLE:
-                by.append(name)
+                if templates < 2:
+                    self.error(ident.span, "cannot split by 'template': the task has a single template")
+                else:
+                    by.append(name)
             elif name not in variables:
                 self.unknown(ident, "variable", [*variables, N.TEMPLATE_VARIABLE])
             elif len(variables[name].domain) == 1:

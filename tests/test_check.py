@@ -171,6 +171,7 @@ CASES = [
     ("reserved-variable", '  var place in ["x", "y"]', '  var place in ["x", "y"]\n  var template in [1, 2]', "'template' is reserved", "template in", None),
     ("answer-binder-shadows", 'answer " {{io}}"', 'answer "{{s}}" for s in 0..2', "shadows a task variable", "s in 0", None),
     ("split-by-single-value", '["x", "y"]', '["x"]', "it has a single value", "place:", None),
+    ("split-by-single-template", "split by place", "split by template", "the task has a single template", "template:", None),
 ]
 
 
@@ -185,6 +186,14 @@ def test_each_error_is_reported_where_it_is(tmp_path, old, new, message, needle,
     if hint is not None:
         assert d.hint is not None and hint in d.hint, d.hint
     assert d.file.endswith("spec.sage") or d.file.endswith(".sage")
+
+
+def test_a_counterfactual_must_be_able_to_change_something(tmp_path):
+    text = mutate("counterfactual resample io, s", "counterfactual resample k")
+    text = mutate('  var place in ["x", "y"]', '  var place in ["x", "y"]\n  var k in [1]', text)
+    (d,) = problems(text, tmp_path)
+    assert d.message.startswith("the counterfactual twin would equal the prompt")
+    assert (d.line, d.column) == where(text, "counterfactual resample k")
 
 
 def test_include_cycle_is_reported_at_the_include(tmp_path):
