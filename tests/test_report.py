@@ -154,6 +154,26 @@ def test_the_verdict_follows_the_numbers(doc):
     assert verdict["clear_leads"][a] == 2
 
 
+def test_an_sae_that_could_not_be_scored_is_named_with_its_reason(doc):
+    doc = copy.deepcopy(doc)
+    first, *rest = doc["saes"]
+    reason = "it serves none of the located cross-sections"
+    doc["saes"][first] = {"sae": doc["saes"][first]["sae"], "sites": [], "scores": None, "reason": reason}
+    assert results.errors(doc) == []
+    page = render(doc)
+    assert f"{first} not scored: {reason}" in page
+    assert Page(page).tables["sae-table"] == 1 + len(rest)
+    for name in rest:
+        doc["saes"][name] = {"sae": doc["saes"][name]["sae"], "sites": [], "scores": None, "reason": reason}
+    page = render(doc)
+    assert "No SAE was scored" in page and list(Page(page).sections) == list(SECTIONS)
+
+
+def test_element_ids_are_unique(html):
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert len(ids) == len(set(ids))
+
+
 def test_sagec_report_rewrites_the_page(run, tmp_path):
     shutil.copy(run.folder / "results.json", tmp_path / "results.json")
     result = CliRunner().invoke(main, ["report", str(tmp_path)])

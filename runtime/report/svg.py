@@ -10,6 +10,7 @@ hollow marker with its reason, never as zero.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -106,6 +107,7 @@ def heatmap(
     cell_h: int = 16,
 ) -> Markup:
     labels = list(column_labels or columns)
+    hatch = "hatch-" + re.sub(r"\W+", "-", label)  # ids are page-wide; plot labels are unique on a page
     left = 8 + 6.5 * max((len(r) for r in rows), default=4)
     top = (18 if column_groups else 0) + 10 + 5.5 * max((len(c) for c in labels), default=2)
     # Column labels lean right at 45 degrees: leave them room past the last column.
@@ -126,12 +128,12 @@ def heatmap(
             if cell is None:
                 continue
             x = left + j * cell_w
-            fill = "url(#hatch)" if cell.value is None else shade(cell.value)
+            fill = f"url(#{hatch})" if cell.value is None else shade(cell.value)
             stroke = ' stroke="#111" stroke-width="2"' if cell.marked else ' stroke="#fff" stroke-width="0.5"'
             body.append(f'<rect class="cell" x="{x + 1:.1f}" y="{y + 1:.1f}" width="{cell_w - 2}" height="{cell_h - 2}" fill="{fill}"{stroke}>{_title(cell.tip)}</rect>')
             if numbers and cell.value is not None:
                 body.append(_text(x + cell_w / 2, y + cell_h - 4, f"{cell.value:.2f}", anchor="middle", size=FONT - 2))
-    defs = '<defs><pattern id="hatch" width="4" height="4" patternUnits="userSpaceOnUse"><rect width="4" height="4" fill="#eee"/><path d="M0 4L4 0" stroke="#bbb"/></pattern></defs>'
+    defs = f'<defs><pattern id="{hatch}" width="4" height="4" patternUnits="userSpaceOnUse"><rect width="4" height="4" fill="#eee"/><path d="M0 4L4 0" stroke="#bbb"/></pattern></defs>'
     return _svg(width, height, [defs, *body], label)
 
 
