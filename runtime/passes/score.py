@@ -88,7 +88,8 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
         a_hat, f = latents("clean", s)
         twin_f = {a: latents(f"twin:{a}", s)[1] for a in params.attributes}
         sae_sites[s] = SaeSite(a_hat=a_hat, f=f, twin_f=twin_f, w_dec=sae.sae.W_dec.detach())
-    supervised = validate(ctx, loaded, data, dictionaries)
+    # SAEs that serve the same cross-sections share one supervised reference within a run.
+    supervised = ctx.resource("supervised", f"{gt_id}|{','.join(sites)}", lambda: validate(ctx, loaded, data, dictionaries))
     scores = score_sae(sae_sites, supervised=supervised, acts=data.acts, twin_acts=data.twin_acts, values=data.values,
                        clean=data.clean, patched=patcher(ctx, loaded, data.prompts), dictionaries=dictionaries)
     meta = {
