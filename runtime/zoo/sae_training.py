@@ -44,10 +44,10 @@ KINDS: dict[str, SaeKind] = {
         SaeKind("relu-l1", "ReLU SAE with an L1 sparsity penalty (sae_lens 'standard')", "standard", 4.0, l1_coefficient=3.0),
         SaeKind("topk-k8", "TopK SAE keeping the 8 largest latents per token", "topk", 4.0, k=8),
         SaeKind("topk-k32", "TopK SAE keeping the 32 largest latents per token", "topk", 4.0, k=32),
-        # Weak on purpose, so a scoring pass has something that must rank last: a dictionary an
-        # eighth as wide as the stream (fewer latents than the task has attribute values), trained
-        # on a twentieth of the steps with the same L1 penalty as relu-l1.
-        SaeKind("weak", "deliberately weak: ReLU-L1 dictionary 1/8 the stream's width, 1/20 of the training steps",
+        # Weak on purpose, so a scoring pass has something that must rank last: 1/32 of the other
+        # kinds' latents (fewer than IOI has attribute values), trained for 1/20 of their steps
+        # with relu-l1's penalty.
+        SaeKind("weak", "deliberately weak: ReLU-L1 with 1/32 of the other kinds' latents, trained for 1/20 of their steps",
                 "standard", 0.125, l1_coefficient=3.0, budget=0.05),
     )
 }
@@ -55,11 +55,16 @@ KINDS: dict[str, SaeKind] = {
 
 @dataclass(frozen=True)
 class Budget:
-    """How a model's SAEs are trained: full-budget step count, batch size, learning rate."""
+    """How a model's SAEs are trained: full-budget step count, batch size, learning rate, and a
+    scale on every kind's width (a wide stream needs a smaller multiple to train in seconds)."""
 
     steps: int
     batch_size: int = 1024
     lr: float = 1e-3
+    width_scale: float = 1.0
+
+    def d_sae(self, kind: SaeKind, d_in: int) -> int:
+        return max(8, round(kind.expansion * self.width_scale * d_in))
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,7 @@ def train_sae(acts: torch.Tensor, kind: SaeKind, budget: Budget, out: Path, hook
     n_eval = max(1, int(len(acts) * EVAL_FRACTION))
     train, held = acts[order[n_eval:]], acts[order[:n_eval]]
     d_in = acts.shape[1]
-    d_sae = max(8, round(kind.expansion * d_in))
+    d_sae = budget.d_sae(kind, d_in)
     batch = min(budget.batch_size, len(train))
     steps = max(1, round(budget.steps * kind.budget))
     metadata = SAEMetadata(hook_name=hook_name, model_name=model_name, zoo_kind=kind.name)

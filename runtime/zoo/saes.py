@@ -49,11 +49,12 @@ def _residual(n_layers: int, pre: Iterable[int]) -> tuple[Location, ...]:
 
 
 PLANS: dict[str, SaePlan] = {
-    "tiny-ioi": SaePlan("tiny-ioi", _residual(TINY["tiny-ioi"].n_layer, [0]), Budget(steps=1000, batch_size=1024, lr=1e-3),
-                        CorpusRecipe(prompts=4096, generated=512, new_tokens=24), committed=True),
-    # Sized so one SAE trains in well under a minute on 2 CPU cores once activations exist.
-    SMOLLM2: SaePlan(SMOLLM2, _residual(30, range(30)), Budget(steps=300, batch_size=512, lr=1e-3),
-                     CorpusRecipe(prompts=384, generated=96, new_tokens=40), committed=False),
+    "tiny-ioi": SaePlan("tiny-ioi", _residual(TINY["tiny-ioi"].n_layer, []), Budget(steps=400, batch_size=512, lr=2e-3),
+                        CorpusRecipe(prompts=2048, generated=256, new_tokens=20), committed=True),
+    # Sized for a first `sagec run` on 2 CPU cores: about 10k tokens of corpus, widths half the
+    # tiny models' multiples (2x d_model for relu-l1 and TopK), 200 steps of 512.
+    SMOLLM2: SaePlan(SMOLLM2, _residual(30, range(30)), Budget(steps=200, batch_size=512, lr=2e-3, width_scale=0.5),
+                     CorpusRecipe(prompts=384, generated=64, new_tokens=40), committed=False),
 }
 
 
@@ -140,9 +141,23 @@ def build_saes(sae_names: Sequence[str], log=None) -> list[Path]:
 
 
 def _build_model_saes(plan: SaePlan, group: list[ZooSae], console, log) -> list[Path]:
-    from runtime.zoo.sae_training import train_sae
+    import torch
 
     acts = _activations(plan, sorted({s.location for s in group}), console, log)
+    # Committed SAEs train on one thread: a fixed thread count fixes the floating-point
+    # reductions, so a rebuild gives the same weights on any machine.
+    threads = torch.get_num_threads()
+    if plan.committed:
+        torch.set_num_threads(1)
+    try:
+        return _train_all(plan, group, acts, console, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_all(plan: SaePlan, group: list[ZooSae], acts, console, log) -> list[Path]:
+    from runtime.zoo.sae_training import train_sae
+
     out = []
     with _progress(console) as progress:
         task = progress.add_task(f"training {len(group)} SAE(s) for {plan.model}", total=len(group))

@@ -152,6 +152,17 @@ def _batch(rows: Sequence[list[int]], pad: int, rng: random.Random) -> tuple[tor
 def train_tiny(recipe: TinyRecipe, out: Path, log=print) -> list[TaskScore]:
     """Train the recipe's model, check it solves every task on held-out prompts, save it to `out`
     (a `save_pretrained` folder with the tokenizer and a zoo.json of the scores)."""
+    # One thread: the model is too small to gain from more, and a fixed thread count keeps the
+    # floating-point reductions, so the weights, the same on every machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(recipe, out, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(recipe: TinyRecipe, out: Path, log) -> list[TaskScore]:
     torch.manual_seed(recipe.seed)
     rng = random.Random(f"sagec-zoo:{recipe.name}:{recipe.seed}")
     tasks = recipe.task_objects()
