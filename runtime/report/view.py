@@ -46,6 +46,7 @@ F1_THRESHOLD = 0.8
 _LOCATION = re.compile(r"^(?P<kind>\S+) (?P<layer>\d+)(?:\.(?P<head>\d+))?$")
 # Column order within a layer: what the residual stream passes through, in order.
 _KIND_ORDER = ("resid_pre", "head_z", "head", "attn_out", "resid_mid", "mlp_out", "resid_post")
+_SHORT = {"head": "h", "head_z": "z", "attn_out": "attn", "mlp_out": "mlp"}  # column labels
 
 
 @dataclass
@@ -149,6 +150,7 @@ class Finding:
     runner_estimate: dict | None
     separated: bool | None  # the two 95% intervals do not overlap; None when one is undefined
     tied: bool = False
+    supervised: dict | None = None  # the supervised dictionary on the leader's own cross-sections
 
 
 def _verdict(doc: dict, scored: dict, columns: list[Column], rows: list[Row]) -> dict:
@@ -165,7 +167,8 @@ def _verdict(doc: dict, scored: dict, columns: list[Column], rows: list[Row]) ->
         runner = ranked[1] if len(ranked) > 1 else None
         runner_est = runner.cells.get(c.key) if runner else None
         tied = bool(runner_est) and runner_est.get("value") == leader.cells[c.key]["value"]
-        findings.append(Finding(c, leader.name, leader.cells[c.key], runner.name if runner else None, runner_est, _separated(leader.cells[c.key], runner_est), tied))
+        supervised = (scored[leader.name].get("supervised_on_same_sites") or {}).get(c.key)
+        findings.append(Finding(c, leader.name, leader.cells[c.key], runner.name if runner else None, runner_est, _separated(leader.cells[c.key], runner_est), tied, supervised))
     # A tie is nobody's lead.
     wins = {r.name: sum(f.leader == r.name and not f.tied for f in findings) for r in rows}
     clear = {r.name: sum(f.leader == r.name and bool(f.separated) for f in findings) for r in rows}
@@ -226,7 +229,8 @@ def _locate(locate: dict) -> dict:
     for c in candidates:
         m = _LOCATION.match(c["location"])
         kind, layer, head = (m["kind"], int(m["layer"]), m["head"]) if m else (c["location"], -1, None)
-        slot = f"{'h' if kind == 'head' else 'z' if kind == 'head_z' else kind.removesuffix('_out') + ' '}{head}" if head is not None else kind.removesuffix("_out")
+        short = _SHORT.get(kind, kind)
+        slot = f"{short}{head}" if head is not None else short
         order = (_KIND_ORDER.index(kind) if kind in _KIND_ORDER else len(_KIND_ORDER), int(head or 0))
         parsed[c["site"]] = (layer, slot, order)
     positions = list(dict.fromkeys(c["position"] for c in candidates))
