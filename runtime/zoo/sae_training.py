@@ -77,7 +77,8 @@ class SaeStats:
     train_tokens: int
     eval_tokens: int
     steps: int
-    seconds: float
+    seconds: float  # wall-clock training time
+    cpu_seconds: float  # CPU time of the training (all threads): a load-independent measure
 
 
 def _batches(x: torch.Tensor, size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
@@ -117,16 +118,17 @@ def train_sae(acts: torch.Tensor, kind: SaeKind, budget: Budget, out: Path, hook
     config = SAETrainerConfig(total_training_samples=steps * batch, train_batch_size_samples=batch, lr=budget.lr,
                               lr_end=budget.lr, device="cpu", logger=LoggingConfig(log_to_wandb=False),
                               n_batches_for_norm_estimate=min(20, max(1, len(train) // batch)))
-    start = time.time()
+    start, cpu_start = time.time(), time.process_time()
     trained = SAETrainer(cfg=config, sae=sae, data_provider=_batches(train, batch, generator)).fit()
-    seconds = time.time() - start
+    seconds, cpu_seconds = time.time() - start, time.process_time() - cpu_start
 
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     trained.save_inference_model(partial)
     loaded = SAE.load_from_disk(str(partial), device="cpu")
     stats = measure(loaded, held)
-    stats = SaeStats(stats.explained_variance, stats.l0, stats.dead_fraction, len(train), len(held), steps, round(seconds, 1))
+    stats = SaeStats(stats.explained_variance, stats.l0, stats.dead_fraction, len(train), len(held), steps,
+                     round(seconds, 1), round(cpu_seconds, 1))
     meta = {"kind": asdict(kind), "d_sae": d_sae, "hook_name": hook_name, "model": model_name, "seed": seed,
             "budget": asdict(budget), "stats": asdict(stats)}
     (partial / "zoo.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -134,7 +136,7 @@ def train_sae(acts: torch.Tensor, kind: SaeKind, budget: Budget, out: Path, hook
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial.rename(out)
-    log(f"  {out.name} {kind.name}: d_sae {d_sae}, {steps} steps in {seconds:.1f} s, "
+    log(f"  {out.name} {kind.name}: d_sae {d_sae}, {steps} steps in {seconds:.1f} s ({cpu_seconds:.1f} s CPU), "
         f"explained variance {stats.explained_variance:.3f}, L0 {stats.l0:.1f}, dead {stats.dead_fraction:.1%}")
     return stats
 
@@ -148,7 +150,7 @@ def measure(sae, acts: torch.Tensor) -> SaeStats:
     total = (acts - acts.mean(0)).pow(2).sum()
     active = feats > 0
     return SaeStats(float(1 - residual / total), float(active.sum(-1).float().mean()),
-                    float((~active.any(0)).float().mean()), 0, len(acts), 0, 0.0)
+                    float((~active.any(0)).float().mean()), 0, len(acts), 0, 0.0, 0.0)
 
 
 def read_stats(folder: Path) -> dict:

@@ -48,9 +48,9 @@ class TinyRecipe:
     n_embd: int = 64
     n_head: int = 4
     train_prompts: int = 8192  # per task
-    steps: int = 2000
-    batch_size: int = 64
-    lr: float = 2e-3
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 3e-3
     answer_weight: float = 4.0
     seed: int = 0
 
