@@ -145,12 +145,12 @@ def _layer(model, arch, block, layer, reads, writes, at, grads, capture) -> None
                 for w in head_writes:
                     h = w.location.head
                     block_w = w_o[h * dh : (h + 1) * dh]
-                    rows = _rows(w, out)
-                    now = z[rows, w.positions, h * dh : (h + 1) * dh]
+                    rows, pos = _index(w, out)
+                    now = z[rows, pos, h * dh : (h + 1) * dh]
                     change = w.values.to(now) - (now if w.location.component == "head_z" else now @ block_w)
                     if w.location.component == "head_z":
                         change = change @ block_w
-                    delta[rows, w.positions] += change
+                    delta[rows, pos] += change
                 out = out + delta
                 o_proj.output = out
             if grads:
@@ -177,9 +177,9 @@ def _layer(model, arch, block, layer, reads, writes, at, grads, capture) -> None
             if mids:
                 attn = attn.clone()
                 for w in mids:
-                    rows = _rows(w, attn)
-                    now = pre[rows, w.positions] + attn[rows, w.positions]
-                    attn[rows, w.positions] += w.values.to(now) - now
+                    rows, pos = _index(w, attn)
+                    now = pre[rows, pos] + attn[rows, pos]
+                    attn[rows, pos] += w.values.to(now) - now
             site.output = (attn, *raw[1:]) if family.attn_site_tuple else attn
 
     # 5. MLP site
@@ -219,10 +219,10 @@ class _Taker:
             self.site(location, tensor, convert)
 
 
-def _rows(write: Write, t: torch.Tensor) -> torch.Tensor:
-    if write.rows is not None:
-        return write.rows
-    return torch.arange(len(write.positions), device=t.device)
+def _index(write: Write, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, positions) of a write, on `t`'s device (mixed-device indices fail on GPUs)."""
+    rows = write.rows if write.rows is not None else torch.arange(len(write.positions))
+    return rows.to(t.device), write.positions.to(t.device)
 
 
 def _replace(t: torch.Tensor, writes: Sequence[Write]) -> torch.Tensor:
@@ -230,7 +230,8 @@ def _replace(t: torch.Tensor, writes: Sequence[Write]) -> torch.Tensor:
         return t
     t = t.clone()
     for w in writes:
-        t[_rows(w, t), w.positions] = w.values.to(t)
+        rows, pos = _index(w, t)
+        t[rows, pos] = w.values.to(t)
     return t
 
 
