@@ -158,3 +158,13 @@ def test_interval_overlap_and_which_way_is_better():
     assert diff._overlap([0, None], [1.5, 2]) is None
     assert diff._better(0.1, "higher") == "better" and diff._better(0.1, "lower") == "worse"
     assert diff._better(0.1, None) is None and diff._better(0.0, "higher") == "same"
+
+
+def test_sae_lens_saes_keep_their_release_and_id(run_a):
+    doc = results.load(run_a.folder)
+    name, entry = next((n, e) for n, e in doc["saes"].items() if e["scores"])
+    sae = {k: v for k, v in entry["sae"].items() if k not in ("folder", "sha256")}
+    sae.update(source="sae_lens", release="gpt2-small-res-jb", id="blocks.8/hook_resid_pre", sae_lens="6.54.12")
+    assert saebench.file_name(sae) == "gpt2-small-res-jb_blocks.8_hook_resid_pre_eval_results.json"  # '/' made '_', as SAEBench
+    data = saebench.envelope(doc, name, {**entry, "sae": sae}, "id", 0)
+    assert (data["sae_lens_release_id"], data["sae_lens_id"], data["sae_lens_version"]) == ("gpt2-small-res-jb", "blocks.8/hook_resid_pre", "6.54.12")
