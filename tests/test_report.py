@@ -227,3 +227,26 @@ def test_the_browser_check_catches_a_console_error(tmp_path):
     page.write_text('<!DOCTYPE html><html><body><script>throw new Error("boom");</script></body></html>')
     _, console = chromium(page, tmp_path / "profile", "--dump-dom")
     assert any("boom" in line for line in console)
+
+
+@needs_chromium
+def test_clicking_a_header_sorts_the_sae_table_in_chromium(run, tmp_path):
+    """A copy of the page with a script that clicks the sufficiency header twice and writes the
+    row order after each click into the DOM, which Chromium dumps."""
+    click = """<script>
+    var th = document.querySelector("#sae-table thead th:nth-child(2)");
+    function order() { return Array.prototype.map.call(document.querySelectorAll("#sae-table tbody tr"), function (r) { return r.cells[1].dataset.v || "none"; }).join(","); }
+    th.click(); document.body.dataset.first = order() + ";" + th.getAttribute("aria-sort");
+    th.click(); document.body.dataset.second = order() + ";" + th.getAttribute("aria-sort");
+    </script></body>"""
+    page = tmp_path / "report.html"
+    page.write_text((run.folder / "report.html").read_text().replace("</body>", click))
+    dom, console = chromium(page, tmp_path / "profile", "--dump-dom")
+    assert console == []
+    body = Page(dom).body
+    (first, first_sort), (second, second_sort) = (body[k].rsplit(";", 1) for k in ("data-first", "data-second"))
+    values = [float(v) for v in first.split(",") if v != "none"]
+    assert (first_sort, second_sort) == ("ascending", "descending")
+    assert values == sorted(values) and len(values) >= 2
+    assert [float(v) for v in second.split(",") if v != "none"] == sorted(values, reverse=True)
+    assert first.endswith("none") == second.endswith("none")  # undefined values sort last both ways
