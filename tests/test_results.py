@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from importlib import resources
 
 import pytest
@@ -119,3 +121,15 @@ def test_the_validator_refuses_keywords_it_does_not_implement():
 def test_the_schema_ships_with_the_package():
     shipped = json.loads(resources.files("runtime").joinpath("results_schema.json").read_text())
     assert shipped["properties"]["schema"]["const"] == results.SCHEMA_VERSION
+
+
+def test_reading_results_never_imports_the_heavy_stack(run, tmp_path):
+    """report, export and diff read JSON: they must work where torch is not even installed."""
+    code = (
+        "import sys;"
+        "from runtime import results, diff, saebench; from runtime.report import render;"
+        "doc = results.load(sys.argv[1]); render(doc); saebench.envelopes(doc, 0); diff.diff(doc, doc);"
+        "print([m for m in ('torch', 'nnsight', 'sae_lens', 'transformers') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(run.folder)], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
