@@ -115,11 +115,11 @@ def test_gradients_match_finite_differences(loaded):
     metric = _metric(answer, other)
     pos = {"mid": [2] * n, "end": [-1] * n}
     locs = [Location("resid_mid", 1), Location("head", 2, 1), Location("head_z", 1, 3), Location("attn_out", 0),
-            Location("resid_pre", 1), Location("mlp_out", 2)]
+            Location("resid_pre", 1), Location("mlp_out", 2), Location("resid_pre", 0), Location("resid_post", 2)]
     got = collect_with_grads(loaded, xs, pos, locs, metric)
     base = metric(got.logits, torch.arange(n))
     torch.testing.assert_close(got.metric, base)
-    eps = 1e-2
+    eps = 1e-3  # small: at layer 0 the RMS norms of tiny embeddings are strongly curved
     for loc in locs:
         for name, where in pos.items():
             direction = torch.randn(n, loaded.arch.width(loc), generator=torch.Generator().manual_seed(7))
