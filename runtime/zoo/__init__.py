@@ -12,6 +12,7 @@ The public API:
     zoo_saes() -> list[ZooSae]           name, model, kind, location, status
     resolve_model(name) -> Path          a save_pretrained folder
     resolve_sae(name) -> Path            an sae_lens folder (built first if lazy)
+    prepare(names) -> list[Path]         resolve several, building the lazy ones in one pass
     build(name) -> list[Path]            rebuild a model or SAE deterministically
 Unknown names raise KeyError naming the closest known ones.
 
@@ -24,9 +25,9 @@ from pathlib import Path
 
 from runtime.models import register_zoo_model
 from runtime.zoo.models import TINY, ZooModel, build_model, model_names, resolve_model, unknown, zoo_models
-from runtime.zoo.saes import ZooSae, build_saes, names as sae_names, resolve_sae, zoo_saes
+from runtime.zoo.saes import ZooSae, build_saes, names as sae_names, prepare, resolve_sae, zoo_saes
 
-__all__ = ["ZooModel", "ZooSae", "build", "resolve_model", "resolve_sae", "zoo_models", "zoo_saes"]
+__all__ = ["ZooModel", "ZooSae", "build", "prepare", "resolve_model", "resolve_sae", "zoo_models", "zoo_saes"]
 
 
 def build(name: str, log=print) -> list[Path]:

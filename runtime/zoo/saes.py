@@ -13,7 +13,8 @@ dead fraction measured on held-out activations. The cfg's `metadata.hook_name` i
 TransformerLens name of the location (`blocks.1.hook_resid_post`), which runtime/saes.py maps
 back to the location vocabulary.
 
-runtime/saes.py calls `names()` and `folder(name)`.
+runtime/saes.py calls `names()` and `folder(name)`; a caller that needs several SAEs calls
+`prepare(names)` first, so their activations come from one pass.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ PLANS: dict[str, SaePlan] = {
     # Sized for a first `sagec run` on 2 CPU cores: about 10k tokens of corpus, widths half the
     # tiny models' multiples (2x d_model for relu-l1 and TopK), 200 steps of 512.
     SMOLLM2: SaePlan(SMOLLM2, _residual(30, range(30)), Budget(steps=200, batch_size=512, lr=2e-3, width_scale=0.5),
-                     CorpusRecipe(prompts=384, generated=64, new_tokens=40), committed=False),
+                     CorpusRecipe(prompts=384, generated=64, new_tokens=40, batch_size=64), committed=False),
 }
 
 
@@ -120,6 +121,15 @@ def resolve_sae(name: str) -> Path:
 
 
 folder = resolve_sae  # the name runtime/saes.py calls
+
+
+def prepare(sae_names: Iterable[str]) -> list[Path]:
+    """Build every lazy, unbuilt SAE among `sae_names` together: one pass over the corpus
+    collects the activations of all their layers. Call it before resolving them one by one."""
+    missing = [n for n in dict.fromkeys(sae_names) if not entry(n).built and not entry(n).committed]
+    if missing:
+        build_saes(missing)
+    return [resolve_sae(n) for n in sae_names]
 
 
 # --- building ----------------------------------------------------------------------------------
