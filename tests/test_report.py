@@ -250,3 +250,12 @@ def test_clicking_a_header_sorts_the_sae_table_in_chromium(run, tmp_path):
     assert values == sorted(values) and len(values) >= 2
     assert [float(v) for v in second.split(",") if v != "none"] == sorted(values, reverse=True)
     assert first.endswith("none") == second.endswith("none")  # undefined values sort last both ways
+
+
+def test_template_guards_are_written_as_in_a_spec():
+    from runtime.report.view import expression
+
+    order = {"type": "Compare", "op": "==", "left": {"type": "Var", "name": "order"}, "right": {"type": "Const", "value": "ABB"}}
+    member = {"type": "Compare", "op": "in", "left": {"type": "Var", "name": "s"}, "right": {"type": "ValueList", "items": ["Mary", 2]}}
+    assert expression(order) == 'order == "ABB"'
+    assert expression({"type": "BoolOp", "op": "or", "operands": [order, {"type": "Not", "operand": member}]}) == '(order == "ABB") or not (s in ["Mary", 2])'

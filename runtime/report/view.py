@@ -9,6 +9,7 @@ best and how sure the data are, before any plot.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from statistics import mean
@@ -90,7 +91,34 @@ def build(doc: dict) -> dict:
         "describe": svg.describe,
         "brief": svg.brief,
         "fmt": svg.fmt,
+        "expression": expression,
     }
+
+
+def expression(e) -> str:
+    """A checked spec expression (as results.json stores it: tagged objects) written as in a spec;
+    compound operands are parenthesised, which is always correct if not always minimal."""
+    if not isinstance(e, dict):
+        return json.dumps(e)
+
+    def operand(x) -> str:
+        text = expression(x)
+        return f"({text})" if isinstance(x, dict) and x.get("type") in ("Arith", "Compare", "BoolOp") else text
+
+    match e.get("type"):
+        case "Var":
+            return e["name"]
+        case "Const":
+            return json.dumps(e["value"])
+        case "ValueList":
+            return "[" + ", ".join(json.dumps(v) for v in e["items"]) + "]"
+        case "Arith" | "Compare":
+            return f"{operand(e['left'])} {e['op']} {operand(e['right'])}"
+        case "BoolOp":
+            return f" {e['op']} ".join(operand(x) for x in e["operands"])
+        case "Not":
+            return f"not {operand(e['operand'])}"
+    return json.dumps(e)
 
 
 # --- the SAE table and the verdict ------------------------------------------------------------
