@@ -139,7 +139,7 @@ def patched_logits(
             for p in patches
         ]
         ids, kwargs = _inputs(padded, loaded)
-        with torch.no_grad(), model.trace(ids, **kwargs):
+        with torch.no_grad(), model.trace(ids, **kwargs, **_backend(loaded)):
             access(model, loaded.arch, (), writes)
             logits = model.output.logits[:, -1].save()
         out.append(logits.float().cpu())
@@ -169,6 +169,8 @@ def prefix_cache(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], batch_
     suffix-only path for the many final-position interventions of a pass)."""
     if min(len(t) for t in token_ids) < 2:
         raise ValueError("prefix_cache needs prompts of at least two tokens")
+    if loaded.spec.remote is not None:
+        raise ValueError("the final-token path needs the model's own key/value cache, which a remote model keeps on the server")
     order, batches = _batches(token_ids, batch_size or loaded.batch_size)
     hf, device = loaded.model._module, loaded.device
     cached = []
@@ -220,13 +222,13 @@ def _run(loaded, token_ids, positions, locations, metric_fn, batch_size) -> Coll
         reads = locations if names else ()
         ids, kwargs = _inputs(padded, loaded)
         if metric_fn is None:
-            with torch.no_grad(), model.trace(ids, **kwargs):
+            with torch.no_grad(), model.trace(ids, **kwargs, **_backend(loaded)):
                 cap = access(model, arch, reads, at=at)
                 logits = model.output.logits[:, -1].save()
             got = None
         else:
             row_index = torch.as_tensor(rows, dtype=torch.long)
-            with _frozen(model._module), model.trace(ids, **kwargs):
+            with _frozen(model._module), model.trace(ids, **kwargs, **_backend(loaded)):
                 # Weights are frozen, so the graph starts at the embeddings: backward then skips
                 # every weight gradient (half its cost) and never fills .grad on the model.
                 envoy_at(model, arch.family.embed).output.requires_grad_(True)
@@ -274,6 +276,14 @@ def _check_positions(token_ids: Sequence[Sequence[int]], positions: Sequence[int
     for i, (pos, ids) in enumerate(zip(torch.as_tensor(positions).tolist(), token_ids)):
         if not -len(ids) <= pos < len(ids):
             raise IndexError(f"{what} {pos} is outside prompt {i}, which has {len(ids)} tokens")
+
+
+def _backend(loaded: LoadedModel) -> dict:
+    """The nnsight backend of every trace: local, NDIF (`remote ndif`), or nnsight's local
+    simulation of NDIF (`remote simulate`: the trace is serialised and deserialised with this
+    project's modules hidden, exactly as the server would receive it, then run here)."""
+    remote = loaded.spec.remote
+    return {} if remote is None else {"remote": "local" if remote == "simulate" else True}
 
 
 def _inputs(padded: Padded, loaded: LoadedModel) -> tuple[torch.Tensor, dict]:

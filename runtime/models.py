@@ -74,6 +74,8 @@ def load_model(model: Model) -> LoadedModel:
     import torch
     from nnsight import TransformersModel
 
+    if model.remote == "ndif":
+        return _load_ndif(model)
     folder = resolve_folder(model)
     tokenizer = _prepare(_auto_tokenizer(folder, model))
     kwargs: dict[str, Any] = {"dtype": getattr(torch, DTYPES[model.dtype])}
@@ -83,6 +85,21 @@ def load_model(model: Model) -> LoadedModel:
     lm._module.eval()
     arch = _architecture(lm.config, model)
     return LoadedModel(lm, tokenizer, arch, _identity(model, folder), model)
+
+
+def _load_ndif(model: Model) -> LoadedModel:
+    """A model NDIF hosts: only its config and tokenizer come here; the weights stay on the
+    server (no dispatch), and every trace runs there (runtime/forward.py's backend)."""
+    from nnsight import TransformersModel
+
+    if model.source != "hub":
+        raise SpecError.at(model.origin, f"model {model.name}: `remote ndif` runs models NDIF hosts, named by their hub id; this one has source {model.source}",
+                           hint='write `source hub "openai-community/gpt2"` (or another model NDIF serves)')
+    folder = _hub_folder(model, weights=False)
+    tokenizer = _prepare(_auto_tokenizer(folder, model))
+    with _quiet():
+        lm = TransformersModel(model.ref, task="text-generation", dispatch=False, tokenizer=tokenizer)
+    return LoadedModel(lm, tokenizer, _architecture(lm.config, model), {"source": "hub", "ref": model.ref, "remote": "ndif"}, model)
 
 
 def load_tokenizer(model: Model) -> Any:

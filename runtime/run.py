@@ -30,14 +30,23 @@ class RunSummary:
     reports: dict[str, Path] = field(default_factory=dict)  # eval name -> report.html written
 
 
-def preflight(spec: Spec) -> None:
-    """Problems that would otherwise surface after minutes of work."""
-    problems = []
-    for model in spec.models:
-        if model.remote == "ndif" and not os.environ.get("NDIF_API_KEY"):
-            problems.append(SpecError.at(model.origin, f"model {model.name} runs remotely on NDIF, but NDIF_API_KEY is not set; get a key at login.ndif.us and export it").diagnostics[0])
-    if problems:
-        raise SpecError(problems)
+def preflight(spec: Spec, reporter: Reporter) -> None:
+    """Problems that would otherwise surface after minutes of work: a missing NDIF key, an NDIF
+    that cannot be reached, client and server versions that differ where it matters."""
+    used = {e.model for e in spec.evals}
+    for model in (m for m in spec.models if m.name in used and m.remote == "ndif"):
+        if model.source != "hub":
+            raise SpecError.at(model.origin, f"model {model.name}: `remote ndif` runs models NDIF hosts, named by their hub id; this one has source {model.source}")
+        if not os.environ.get("NDIF_API_KEY"):
+            raise SpecError.at(model.origin, f"model {model.name} runs remotely on NDIF, but NDIF_API_KEY is not set", hint="get a key at login.ndif.us and `export NDIF_API_KEY=...`")
+        from nnsight import ndif
+
+        try:
+            versions = ndif.compare()
+        except Exception as e:  # noqa: BLE001 - any failure to reach the service means the same
+            raise SpecError.at(model.origin, f"model {model.name} runs remotely on NDIF, which cannot be reached ({type(e).__name__}: {e})") from None
+        for package, v in versions.critical_mismatches.items():
+            reporter.warn(f"NDIF runs {package} {v['remote']} but this machine has {v['local']}; remote results may differ")
 
 
 def run_spec(
@@ -52,7 +61,7 @@ def run_spec(
     from runtime.passes import PASSES
 
     reporter = reporter or Reporter()
-    preflight(spec)
+    preflight(spec, reporter)
     plan = lower(spec)
     if only is not None and only not in {n.id for n in plan.nodes}:
         known = ", ".join(n.id for n in plan.nodes)

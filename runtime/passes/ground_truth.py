@@ -58,7 +58,7 @@ def patcher(ctx, loaded, prompts: Sequence[Prompt]):
     # On a tiny model a forward costs less than nnsight's per-trace overhead, so one long batch
     # beats a trace per condition; the final-token path pays off once the layers are heavy.
     arch = loaded.arch
-    worth_a_cache = 12 * arch.n_layers * arch.d_model**2 >= SUFFIX_PATH_MIN_PARAMETERS
+    worth_a_cache = 12 * arch.n_layers * arch.d_model**2 >= SUFFIX_PATH_MIN_PARAMETERS and loaded.spec.remote is None
 
     def final_only(sites: Sequence[str]) -> bool:
         return all(p.positions[common.parse_site(s).position] == len(p.ids) - 1 for s in sites for p in prompts)
