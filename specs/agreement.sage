@@ -18,7 +18,7 @@ vocab subjects = [
 ]
 vocab attractors = [
   "cabinet", "table", "window", "house", "car", "tree", "door", "road", "letter", "picture",
-  "building", "computer", "chair", "bottle", "flower", "parent",
+  "building", "computer", "chair", "bottle", "flower", "wall",
 ]
 
 task agreement {
@@ -26,7 +26,7 @@ task agreement {
   var attractor_number in ["singular", "plural"]  # of the noun between subject and verb
   var subject in subjects
   var attractor in attractors
-  var prep in ["near", "behind", "beside", "next to", "across from", "in front of", "under", "above"]
+  var prep in ["near", "beside", "next to", "across from", "in front of", "under", "above"]
 
   template "The {{subject}}{{ 's' if number == 'plural' else '' }} {{prep}} the {{attractor}}{{ 's' if attractor_number == 'plural' else '' }}"
 
@@ -39,4 +39,30 @@ task agreement {
   attributes number, attractor_number
   split by attractor: train 0.5, test 0.5  # test prompts use attractor nouns train never saw
   samples 256 seed 0
+}
+
+# TopK SAEs from the zoo on the residual stream of the layers where the task happens on SmolLM2:
+# attention at the last token in layers 26-27 and the MLPs after it.
+sae res[l] for l in 26..29 {
+  source zoo "smollm2-135m/topk-k8/resid_post.{{l}}"
+}
+
+eval agreement_ground_truth {
+  model smol
+  task agreement
+  locate {
+    method attribution
+    components heads, mlp
+    layers 26..29  # the band the SAEs cover, so every selected cross-section can be reconstructed
+    positions subject, end
+    select top 8
+    verify patching
+  }
+  ground_truth {
+    method mean
+    validate sufficiency, necessity, control
+  }
+  saes res[*] reconstruct residual  # SAGE: residual SAEs reconstruct sublayer activations
+  score sufficiency, necessity, control, interpretability
+  report "runs/agreement" as html, json
 }

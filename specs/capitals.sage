@@ -60,3 +60,29 @@ task capital {
   split by template: train 0.5, test 0.5  # test prompts use sentence frames train never saw
   samples 256 seed 0
 }
+
+# TopK SAEs from the zoo on the residual stream of the layers where the task happens on SmolLM2:
+# attention at the last token of layers 23-24 carries most of it (tests/benchmarks/layer_scan.py).
+sae res[l] for l in 22..25 {
+  source zoo "smollm2-135m/topk-k8/resid_post.{{l}}"
+}
+
+eval capital_ground_truth {
+  model smol
+  task capital
+  locate {
+    method attribution
+    components heads, mlp
+    layers 22..25  # the band the SAEs cover, so every selected cross-section can be reconstructed
+    positions country, end
+    select top 8
+    verify patching
+  }
+  ground_truth {
+    method mean
+    validate sufficiency, necessity, control
+  }
+  saes res[*] reconstruct residual  # SAGE: residual SAEs reconstruct sublayer activations
+  score sufficiency, necessity, control, interpretability
+  report "runs/capitals" as html, json
+}

