@@ -234,7 +234,9 @@ def _corpus_key(plan: SaePlan) -> str:
     """Changes whenever the corpus would: its recipe or the zoo tasks it samples."""
     from runtime.zoo.tasks import TASKS
 
-    return hashlib.sha256(repr((asdict(plan.corpus), sorted(TASKS.items()))).encode()).hexdigest()[:12]
+    tasks = [(t.name, [tp.text for tp in t.templates], [(v.name, v.domain) for v in t.variables], t.answer.answer.template,
+              t.split.by, t.split.train, t.split.test, t.seed) for t in TASKS.values()]  # not origins: paths vary by install
+    return hashlib.sha256(repr((asdict(plan.corpus), tasks)).encode()).hexdigest()[:12]
 
 
 def _load(model: str, log):
