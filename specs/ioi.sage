@@ -39,10 +39,20 @@ task ioi {
   samples 256 seed 0
 }
 
-# Residual-stream SAEs from the zoo (top-k, k = 8), one per layer of the searched band; each reads
-# the hook its own config names (resid_post l).
-sae res[l] for l in 14..17 {
+# Residual-stream SAEs from the zoo, three kinds at each layer of the searched band: a standard
+# ReLU-L1 SAE, a TopK SAE (k = 8) and a deliberately weak one, which the scores must rank last.
+# Each reads the hook its own config names (resid_post l) and, by residual reconstruction, serves
+# the heads and MLP of its layer.
+sae l1[l] for l in 23..24 {
+  source zoo "smollm2-135m/relu-l1/resid_post.{{l}}"
+}
+
+sae topk[l] for l in 23..24 {
   source zoo "smollm2-135m/topk-k8/resid_post.{{l}}"
+}
+
+sae weak[l] for l in 23..24 {
+  source zoo "smollm2-135m/weak/resid_post.{{l}}"
 }
 
 eval ioi_ground_truth {
@@ -51,16 +61,16 @@ eval ioi_ground_truth {
   locate {
     method attribution
     components heads, mlp
-    layers 14..17  # the band the SAEs cover, so every selected cross-section can be reconstructed
-    positions io, s1, s2, end
-    select top 8
+    layers 23..24  # where IOI happens in SmolLM2 (tests/benchmarks/layer_scan.py: 31% of |attribution|)
+    positions s2, end
+    select top 6
     verify patching
   }
   ground_truth {
     method mean
     validate sufficiency, necessity, control
   }
-  saes res[*] reconstruct residual  # SAGE: residual SAEs reconstruct sublayer activations
+  saes l1[*], topk[*], weak[*] reconstruct residual  # SAGE: residual SAEs reconstruct sublayers
   score sufficiency, necessity, control, interpretability
   report "runs/ioi" as html, json
 }
