@@ -26,23 +26,19 @@ def build(names: tuple[str, ...], build_all: bool, debug: bool) -> None:
 
 def _build(names: tuple[str, ...], build_all: bool) -> None:
     from runtime import zoo  # torch and sae_lens load only when the command runs
-    from runtime.zoo.models import TINY, build_model, model_names
+    from runtime.zoo.models import TINY, build_model, model_names, unknown
     from runtime.zoo.saes import build_saes, names as sae_names
 
     if build_all:
         for model in TINY:
             build_model(model, log=click.echo)
-        committed = [s.name for s in zoo.zoo_saes() if s.committed]
-        build_saes(committed, log=click.echo)
+        build_saes([s.name for s in zoo.zoo_saes() if s.committed], log=click.echo)
         return
-    known = set(model_names()) | set(sae_names())
+    known = model_names() + sae_names()
     bad = [n for n in names if n not in known]
+    for n in bad:
+        click.echo(f"sagec: {unknown('zoo model or SAE', n, known)}", err=True)
     if bad:
-        for n in bad:
-            try:
-                zoo.build(n)  # raises the KeyError that names the closest known names
-            except KeyError as e:
-                click.echo(f"sagec: {e.args[0]}", err=True)
         raise click.exceptions.Exit(USER_ERROR)
     models = [n for n in names if n in model_names()]
     for model in models:
