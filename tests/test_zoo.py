@@ -181,3 +181,11 @@ def test_smollm2_sae_builds_lazily_into_the_cache(tmp_path: Path, monkeypatch):
     assert (sae.cfg.d_in, sae.cfg.d_sae, sae.cfg.k, sae.cfg.metadata.hook_name) == (576, 576, 8, "blocks.3.hook_resid_post")
     stats = json.loads((folder / "zoo.json").read_text())["stats"]
     assert stats["l0"] <= 8 and stats["eval_tokens"] > 0  # 20 steps: built, not yet good
+
+
+def test_zoo_build_rejects_unknown_names_with_suggestions():
+    from sagec.cli import main
+
+    result = CliRunner().invoke(main, ["zoo", "build", "tiny-iio"])
+    assert result.exit_code == 2
+    assert "did you mean 'tiny-ioi'?" in result.stderr
