@@ -69,6 +69,7 @@ def run_spec(
     cache = ArtifactCache(cache_dir or default_cache_dir())
     ctx = Context(cache, reporter)
     nodes = plan.upstream(only) if only else plan.nodes
+    _build_zoo_saes_together([n for n in nodes if n.kind == "score" and not cache.has(n.key)])
     artifacts, outcomes = execute(plan, cache, PASSES, reporter=reporter, force=[n.id for n in nodes] if force else (), only=only, context=ctx)
     written: dict[str, Path] = {}
     pages: dict[str, Path] = {}
@@ -98,6 +99,26 @@ def _resolved(plan: Plan, upstream: set[str]) -> dict:
     params = [n.params for n in plan.nodes if n.id in upstream]
     sample = next(p for p in params if isinstance(p, SampleParams))
     return {"model": serial.to_data(sample.model), "task": serial.to_data(sample.task), "saes": [serial.to_data(p.sae) for p in params if isinstance(p, ScoreParams)]}
+
+
+def _build_zoo_saes_together(scores) -> None:
+    """Lazily built zoo SAEs (SmolLM2's) train from activations of a shared corpus: building all
+    that this run needs at once takes one pass of the model over the corpus instead of one per
+    layer. Unknown names are left to the score pass, which reports them against the spec."""
+    refs = [n.params.sae.ref for n in scores if n.params.sae.source == "zoo"]
+    if not refs:
+        return
+    from runtime.zoo import saes as zoo_saes
+
+    known = []
+    for ref in refs:
+        try:
+            zoo_saes.entry(ref)
+            known.append(ref)
+        except KeyError:
+            continue
+    if known:
+        zoo_saes.prepare(known)
 
 
 def _out_dir(ev, override: str | os.PathLike[str] | None, n_evals: int) -> Path:
