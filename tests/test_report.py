@@ -120,7 +120,7 @@ def test_the_page_shows_the_run(html, doc):
     for site in doc["locate"]["selected"]:
         assert site in html
     assert doc["spec"]["hash"] in html
-    assert re.search(r'class="best">.*?</strong>\s*leads on \d+ of \d+ whole-SAE metrics', html, re.S)
+    assert re.search(r'class="best">.*?</strong>\s*ranks best: mean rank [\d.]+ among \d+ SAEs', html, re.S)
 
 
 def test_the_page_is_self_contained(html):
@@ -146,12 +146,18 @@ def test_the_verdict_follows_the_numbers(doc):
     put(b, "necessity", 0.4, 0.1, 0.9)
     put(a, "logit_diff_recovered", 0.9, 0.8, 1.0)
     put(b, "logit_diff_recovered", 0.5, 0.45, 0.55)
+    for sae in (a, b):  # the same min k everywhere: ties, nobody's lead, a shared rank
+        for control in doc["saes"][sae]["scores"]["control"].values():
+            control["min_k"].update(value=2.0, ci95=[1.0, 4.0])
+            control["min_k"].pop("reason", None)
     verdict = build(doc)["verdict"]
     findings = {f.column.key: f for f in verdict["findings"]}
     assert (findings["sufficiency"].leader, findings["sufficiency"].separated) == (a, True)
     assert (findings["necessity"].leader, findings["necessity"].separated) == (b, False)
+    assert all(f.tied for f in verdict["findings"] if f.column.key.startswith("min_k"))
     assert verdict["best"] == a
-    assert verdict["clear_leads"][a] == 2
+    assert (verdict["wins"][a], verdict["clear_leads"][a], verdict["wins"][b]) == (2, 2, 1)
+    assert verdict["ranks"][a] < verdict["ranks"][b]
 
 
 def test_an_sae_that_could_not_be_scored_is_named_with_its_reason(doc):

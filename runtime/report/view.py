@@ -2,7 +2,7 @@
 
 The template only lays things out; every choice of what to compare lives here. The verdict ranks
 SAEs on the metrics that judge a whole SAE against the ground truth (sufficiency, logit difference
-recovered, necessity, and per attribute the smallest k that matches the supervised edit) and says,
+recovered, necessity, and per attribute the smallest k that matches the supervised edit) by their mean rank over these, and says,
 for each, whether the leader's 95% interval clears the runner-up's: a reader learns which SAE is
 best and how sure the data are, before any plot.
 """
@@ -200,8 +200,10 @@ def _verdict(doc: dict, scored: dict, columns: list[Column], rows: list[Row]) ->
     # A tie is nobody's lead.
     wins = {r.name: sum(f.leader == r.name and not f.tied for f in findings) for r in rows}
     clear = {r.name: sum(f.leader == r.name and bool(f.separated) for f in findings) for r in rows}
+    # Best on average over every whole-SAE metric, not by counting first places: with many SAEs
+    # and tied metrics, one narrow lead says little.
     ranks = {r.name: mean([_rank(rows, r.name, f.column) for f in findings]) if findings else 0.0 for r in rows}
-    ranking = sorted(wins, key=lambda n: (-clear[n], -wins[n], ranks[n]))
+    ranking = sorted(wins, key=lambda n: (ranks[n], -clear[n], -wins[n]))
     return {"best": ranking[0], "findings": findings, "ranking": ranking, "wins": wins, "clear_leads": clear, "ranks": ranks, "total": len(findings)}
 
 
@@ -213,8 +215,9 @@ def _sort_key(est: dict | None, direction: str | None) -> tuple:
 
 
 def _rank(rows: list[Row], name: str, column: Column) -> int:
-    ranked = sorted(rows, key=lambda r: _sort_key(r.cells.get(column.key), column.direction))
-    return 1 + [r.name for r in ranked].index(name)
+    """1 + how many SAEs do strictly better: tied SAEs share a rank."""
+    key = {r.name: _sort_key(r.cells.get(column.key), column.direction) for r in rows}
+    return 1 + sum(k < key[name] for k in key.values())
 
 
 def _separated(a: dict | None, b: dict | None) -> bool | None:
