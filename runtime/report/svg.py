@@ -114,9 +114,14 @@ def heatmap(
     width, height = left + cell_w * len(columns) + 10 + 4 * max((len(c) for c in labels), default=0), top + cell_h * len(rows) + 8
     body = []
     x0 = left
-    for name, span in column_groups:
-        body.append(_text(x0 + span * cell_w / 2, 12, name, anchor="middle", weight="bold"))
+    for i, (name, span) in enumerate(column_groups):
+        # A group name wider than its columns is cut to fit; hovering shows it whole.
+        room = max(1, int(span * cell_w / 6.5))
+        shown = name if len(name) <= room else name[: max(1, room - 1)] + "…"
+        body.append(f'<g>{_title(name)}{_text(x0 + span * cell_w / 2, 12, shown, anchor="middle", weight="bold")}</g>')
         body.append(f'<line x1="{x0 + 2:.1f}" x2="{x0 + span * cell_w - 2:.1f}" y1="16" y2="16" stroke="#888"/>')
+        if i:  # a rule between groups, down through the grid
+            body.append(f'<line x1="{x0:.1f}" x2="{x0:.1f}" y1="{top:.1f}" y2="{top + cell_h * len(rows):.1f}" stroke="#333" stroke-width="1.5"/>')
         x0 += span * cell_w
     for j, c in enumerate(labels):
         body.append(_text(left + (j + 0.5) * cell_w, top - 4, c, anchor="start", size=FONT - 1, rotate=True))

@@ -367,11 +367,11 @@ def _f1(scored: dict) -> dict | None:
     latent. Outlined cells pass the threshold; a value no latent passes is occluded, one several
     latents pass is split."""
     rows, columns, labels, groups, cells = [], [], [], [], {}
-    occluded, split = {}, {}
+    occluded, split, pairs = {}, {}, {}
     for name, entry in scored.items():
         sites = entry["scores"]["per_site"]
         groups.append((name, len(sites)))
-        occluded[name] = split[name] = 0
+        occluded[name] = split[name] = pairs[name] = 0
         for site, scores in sites.items():
             column = f"{name} @ {site}"
             columns.append(column)
@@ -384,9 +384,10 @@ def _f1(scored: dict) -> dict | None:
                 tip = (f"{column}, {row}: best F1 {svg.fmt(f1)} (latent {v.get('latent')}), precision {svg.fmt(v.get('precision'))}, "
                        f"recall {svg.fmt(v.get('recall'))}, {v['latents_above_threshold']} latents with F1 >= {F1_THRESHOLD}")
                 cells[(row, column)] = Cell(f1, tip, f1 is not None and f1 >= F1_THRESHOLD)
+                pairs[name] += 1
                 occluded[name] += v["latents_above_threshold"] == 0
                 split[name] += v["latents_above_threshold"] > 1
     if not rows:
         return None
     plot = svg.heatmap(rows, columns, cells, label="best F1 per attribute value", shade=svg.sequential, column_groups=groups, column_labels=labels, numbers=True, cell_w=40)
-    return {"svg": plot, "occluded": occluded, "split": split, "values": len(rows), "threshold": F1_THRESHOLD}
+    return {"svg": plot, "occluded": occluded, "split": split, "pairs": pairs, "values": len(rows), "threshold": F1_THRESHOLD}
