@@ -13,9 +13,10 @@ import sagec
 from sagec.cli import main
 
 SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.sage"))
-# Enough prompts for a stable accuracy and for every attribute value in train (capitals has 28
-# countries, half the prompts are train); few enough that all specs run in about a minute.
-SAMPLES = 64
+# Enough prompts for a stable accuracy, and for every attribute value to occur in train; few
+# enough that all specs run in about a minute and a half (a forward of 64 short prompts through
+# SmolLM2 takes 5 to 13 s on two busy cores, most of it the 49152-wide unembedding).
+SAMPLES = 40
 MIN_ACCURACY = 0.8
 
 
@@ -42,8 +43,24 @@ def test_spec_is_canonically_formatted(path: Path):
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
 def test_spec_has_a_header_comment_saying_what_it_measures(path: Path):
-    head = path.read_text().splitlines()[:3]
+    head = path.read_text().splitlines()[:2]
     assert head and all(line.startswith("#") for line in head), f"{path.name} needs a header comment: the task, its source, what it measures"
+
+
+def _prompts(task, tokenizer):
+    """The clean prompts of `task` at SAMPLES, or a few more where train needs them to show every
+    attribute value once (capitals' 28 countries need 56 prompts, half of them train)."""
+    from runtime.prompts import build_prompt_set
+    from sagec.diagnostics import SpecError
+
+    samples = SAMPLES
+    while True:
+        try:
+            return build_prompt_set(dataclasses.replace(task, samples=samples), tokenizer).prompts
+        except SpecError as e:
+            if "raise `samples`" not in str(e) or samples >= task.samples:
+                raise
+            samples = min(samples + 8, task.samples)
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +87,12 @@ def models():
 def test_default_model_solves_the_task(path: Path, models):
     from runtime.forward import patched_logits
     from runtime.metric import task_metric
-    from runtime.prompts import build_prompt_set
 
     spec = sagec.load_spec(str(path))
     for task in spec.tasks:
         model = next((spec.model(e.model) for e in spec.evals if e.task == task.name), spec.models[0])
         loaded = models(model)
-        prompts = build_prompt_set(dataclasses.replace(task, samples=SAMPLES), loaded.tokenizer).prompts
+        prompts = _prompts(task, loaded.tokenizer)
         logits = patched_logits(loaded, [p.ids for p in prompts], [])
         metric = task_metric(logits, [p.answer_ids for p in prompts], [p.distractor_ids for p in prompts])
         accuracy = float((metric > 0).float().mean())
