@@ -1,7 +1,8 @@
 # Induction (Elhage et al. 2021; Olsson et al. 2022, "In-context Learning and Induction Heads"):
-# "Words: tiger candle rabbit guitar lemon wagon. Words: tiger candle rabbit" -> " guitar". Measures in-context
-# copying: having seen "... rabbit guitar ...", the model predicts "guitar" after the repeated
-# "rabbit". The words carry no meaning together, so only the earlier occurrence tells the answer.
+# "Words: tiger candle rabbit guitar lemon wagon. Words: tiger candle rabbit" -> " guitar".
+# Measures in-context copying: having seen "... rabbit guitar ...", the model predicts "guitar"
+# after the repeated "rabbit". The words carry no meaning together, so only the earlier
+# occurrence tells the answer.
 # The metric is the log-probability mass of the copied word minus that of the list's five other
 # words, so the model must single out the right one among the words it has seen.
 

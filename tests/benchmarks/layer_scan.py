@@ -23,7 +23,11 @@ from runtime.metric import task_metric
 from runtime.models import load_model
 from runtime.prompts import build_prompt_set
 from sagec.locations import Location
-from tests.benchmarks.task_accuracy import default_model
+
+
+def default_model(spec, task_name: str):
+    """The model the spec evaluates the task with (its first eval naming the task), else its first model."""
+    return next((spec.model(e.model) for e in spec.evals if e.task == task_name), spec.models[0])
 
 
 def main() -> None:
@@ -39,10 +43,12 @@ def main() -> None:
         for task in spec.tasks:
             task = dataclasses.replace(task, samples=args.samples)
             model = default_model(spec, task.name)
-            loaded = models.setdefault(model, load_model(model))
+            if model not in models:
+                models[model] = load_model(model)
+            loaded = models[model]
             ps = build_prompt_set(task, loaded.tokenizer)
             clean, corrupt = ps.prompts, ps.counterfactual
-            n_layers = loaded.arch.n_layers if hasattr(loaded.arch, "n_layers") else loaded.model.config.num_hidden_layers
+            n_layers = loaded.arch.n_layers
             locations = [Location(c, l) for l in range(n_layers) for c in ("attn_out", "mlp_out")]
             answers = [p.answer_ids for p in clean]
             distractors = [p.distractor_ids for p in clean]
