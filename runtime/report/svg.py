@@ -161,13 +161,13 @@ def _domain(values: list[float], ideal: Sequence[float]) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-def bars(items: Sequence[Bar], *, label: str, references: Sequence[tuple[str, float]] = (), width: int = 520) -> Markup:
+def bars(items: Sequence[Bar], *, label: str, references: Sequence[tuple[str, float]] = (), width: int = 640) -> Markup:
     groups = list(dict.fromkeys(b.group for b in items))
     per_group = {g: [b for b in items if b.group == g] for g in groups}
     bar_h, gap = 12, 10
     left = 12 + 6.5 * max((len(g) for g in groups), default=4)
     right = 16
-    top = 22
+    top = 14 + 10 * max(1, len(references))  # one line per reference name, so names never collide
     height = top + sum(len(v) * bar_h + gap for v in per_group.values()) + 24
     values = [b.estimate["value"] for b in items if b.estimate and b.estimate.get("value") is not None]
     lo, hi = _domain(values, [v for _, v in references])
@@ -180,9 +180,10 @@ def bars(items: Sequence[Bar], *, label: str, references: Sequence[tuple[str, fl
     for tick in _ticks(lo, hi):
         body.append(f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{top - 4}" y2="{height - 20}" stroke="#eee"/>')
         body.append(_text(x(tick), height - 8, fmt(tick), anchor="middle", size=FONT - 1, fill="#555"))
-    for name, v in references:
-        body.append(f'<line class="reference" x1="{x(v):.1f}" x2="{x(v):.1f}" y1="{top - 6}" y2="{height - 20}" stroke="#444" stroke-dasharray="4 3">{_title(f"{name}: {fmt(v)}")}</line>')
-        body.append(_text(x(v) + 3, top - 10, name, size=FONT - 2, fill="#444"))
+    for i, (name, v) in enumerate(references):
+        body.append(f'<line class="reference" x1="{x(v):.1f}" x2="{x(v):.1f}" y1="{top - 6 - 10 * (len(references) - 1 - i)}" y2="{height - 20}" stroke="#444" stroke-dasharray="4 3">{_title(f"{name}: {fmt(v)}")}</line>')
+        right = x(v) > width - 120  # near the right edge the name goes left of its line
+        body.append(_text(x(v) + (-3 if right else 3), 10 + 10 * i, f"{name} {fmt(v)}", anchor="end" if right else "start", size=FONT - 2, fill="#444"))
     y = top
     for g in groups:
         body.append(_text(left - 6, y + len(per_group[g]) * bar_h / 2 + 4, g, anchor="end", weight="bold"))

@@ -354,7 +354,7 @@ def _control(scored: dict, colors: dict, attributes: list[str]) -> list[dict]:
                 ("supervised", c["supervised_edit_success"].get("value"), "6 3"),
                 ("no edit", c["no_intervention_agreement"].get("value"), "2 3"),
             ]
-            plot = svg.curves([Curve(name, points, colors[name])], label=f"control {name} {a}", x_label="k latents", y_label="edit success", references=refs)
+            plot = svg.curves([Curve("SAE", points, colors[name])], label=f"control {name} {a}", x_label="k latents", y_label="edit success", references=refs)
             panels.append({"sae": name, "attribute": a, "min_k": c["min_k"], "svg": plot})
     return panels
 
