@@ -32,8 +32,8 @@ PASS_VERSIONS = {
     "locate": 1,
     "trace": 1,
     "ground_truth": 1,
-    "score": 1,
-    "report": 1,
+    "score": 2,  # 2: results keyed by the spec's SAE name, a zoo SAE's own name as zoo_name
+    "report": 2,  # 2: seeds recorded
 }
 PASS_ORDER = tuple(PASS_VERSIONS)
 

@@ -60,8 +60,10 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
 
     sae = ctx.resource("sae", params.sae.name, lambda: load_sae(params.sae, loaded.arch))
     check_fits(sae, loaded.arch, params.model.name)
-    identity = {"name": params.sae.name, "architecture": sae.architecture, "d_in": sae.d_in, "d_sae": sae.d_sae,
-                "location": str(sae.location) if sae.location else None, "reconstruct": params.reconstruct, **dict(sae.identity)}
+    # The spec's name keys the results; a zoo SAE's own name is kept beside it as `zoo_name`.
+    source = {("zoo_name" if k == "name" else k): v for k, v in sae.identity.items()}
+    identity = {**source, "name": params.sae.name, "architecture": sae.architecture, "d_in": sae.d_in, "d_sae": sae.d_sae,
+                "location": str(sae.location) if sae.location else None, "reconstruct": params.reconstruct}
     if sae.location is None:
         return _nothing(identity, f"SAE {params.sae.name} reads every head's z of a layer at once; scoring such SAEs is not supported yet")
     how = {s: served(sae.location, params.reconstruct, common.parse_site(s)) for s in gt.meta["sites"]}
