@@ -36,10 +36,11 @@ class CorruptArtifact(Exception):
     """An artifact on disk does not match its manifest."""
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file, read in blocks (weights can be large); used for every content hash."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
+        for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
 
@@ -64,7 +65,7 @@ class ArtifactCache:
         try:
             manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
             for name, digest in manifest["files"].items():
-                if _sha256(folder / name) != digest:
+                if sha256_file(folder / name) != digest:
                     raise CorruptArtifact(f"{folder / name}: contents do not match the manifest")
             meta = json.loads((folder / META).read_text(encoding="utf-8"))
             from safetensors.torch import load_file
@@ -83,13 +84,13 @@ class ArtifactCache:
         try:
             files = {}
             (tmp / META).write_text(json.dumps(artifact.meta, sort_keys=True, allow_nan=False), encoding="utf-8")
-            files[META] = _sha256(tmp / META)
+            files[META] = sha256_file(tmp / META)
             if artifact.tensors:
                 from safetensors.torch import save_file
 
                 # safetensors refuses views that share memory; contiguous copies are cheap here.
                 save_file({k: v.detach().contiguous().cpu() for k, v in artifact.tensors.items()}, str(tmp / TENSORS))
-                files[TENSORS] = _sha256(tmp / TENSORS)
+                files[TENSORS] = sha256_file(tmp / TENSORS)
             for name in files:
                 _fsync_file(tmp / name)
             (tmp / MANIFEST).write_text(json.dumps({"key": key, "files": files}, sort_keys=True), encoding="utf-8")

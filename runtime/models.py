@@ -24,7 +24,8 @@ from urllib.parse import urlparse
 
 from runtime import smollm2
 from runtime.architectures import Architecture, architecture
-from runtime.gguf import MANIFEST, dequantise, read_manifest, sha256_file
+from runtime.cache import sha256_file
+from runtime.gguf import MANIFEST, dequantise, read_manifest
 from runtime.userdirs import cache_dir
 from sagec.diagnostics import SpecError
 from sagec.spec import Model

@@ -17,7 +17,6 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
-import hashlib
 import importlib
 import json
 import os
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.architectures import FAMILIES, GEMMA2, GPT2, GPT_NEOX, LLAMA, Architecture, Family
+from runtime.cache import sha256_file
 from sagec.diagnostics import SpecError
 from sagec.locations import Location
 from sagec.spec import Origin, Sae
@@ -387,14 +387,6 @@ def _sae_lens_version() -> str:
     import sae_lens
 
     return str(sae_lens.__version__)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --- fitting the model ------------------------------------------------------------------------

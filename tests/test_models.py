@@ -13,7 +13,7 @@ from transformers import LlamaConfig
 from runtime import models, smollm2
 from runtime.architectures import architecture
 from runtime.forward import Patch, collect, patched_logits
-from runtime.gguf import sha256_file
+from runtime.cache import sha256_file
 from runtime.models import load_model, load_tokenizer, model_architecture, model_config, register_zoo_model
 from sagec.diagnostics import SpecError
 from sagec.locations import Location
