@@ -14,6 +14,7 @@ gathers activations at the named positions only (not the whole (B, T, d) tensors
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -119,30 +120,24 @@ def patched_logits(
     final token, only that token is recomputed, on top of the clean prefix's key/value cache:
     under causal attention nothing before it can change. Otherwise the full forward runs.
     """
-    n = len(token_ids)
-    for p in patches:
-        loaded.arch.check(p.location)
-        if len(p.positions) != n or p.values.shape != (n, loaded.arch.width(p.location)):
-            raise ValueError(f"patch of {p.location}: expected {n} positions and values of shape "
-                             f"({n}, {loaded.arch.width(p.location)}), got {len(p.positions)} and {tuple(p.values.shape)}")
-        _check_positions(token_ids, p.positions, f"patch of {p.location}: position")
+    _check_patches(loaded, token_ids, patches)
     if prefix is not None and prefix.serves(token_ids, patches):
         return _suffix_logits(loaded, prefix, patches)
     out = []
     order, batches = _batches(token_ids, batch_size or loaded.batch_size)
     model = loaded.model
-    for rows in batches:
-        padded = pad_left([token_ids[i] for i in rows], _pad_id(loaded))
-        writes = [
-            Write(p.location, padded.columns(torch.as_tensor(p.positions)[rows], f"{p.location} position"),
-                  p.values[rows].to(loaded.device))
-            for p in patches
-        ]
-        ids, kwargs = _inputs(padded, loaded)
-        with torch.no_grad(), model.trace(ids, **kwargs, **_backend(loaded)):
-            access(model, loaded.arch, (), writes)
-            logits = model.output.logits[:, -1].save()
-        out.append(logits.float().cpu())
+    with _session(loaded):
+        for rows in batches:
+            padded = pad_left([token_ids[i] for i in rows], _pad_id(loaded))
+            writes = _writes(patches, rows, padded, loaded)
+            ids, kwargs = _inputs(padded, loaded)
+            with torch.no_grad(), model.trace(ids, **kwargs):
+                access(model, loaded.arch, (), writes)
+                logits = model.output.logits[:, -1].save()
+            out.append(logits)
+        if loaded.spec.remote is not None:
+            out = nnsight.save(out)  # what a remote session brings back
+    out = [logits.float().cpu() for logits in out]
     return _unsort(torch.cat(out), order)
 
 
@@ -212,40 +207,48 @@ def _run(loaded, token_ids, positions, locations, metric_fn, batch_size) -> Coll
     model, arch = loaded.model, loaded.arch
     acts: dict[Key, list[torch.Tensor]] = {(loc, n): [] for loc in locations for n in names}
     grads: dict[Key, list[torch.Tensor]] = {k: [] for k in acts}
+    raw = []  # per batch: (values read, gradients, final logits, metric)
+    # Weights are frozen while gradients are taken, so the graph starts at the embeddings:
+    # backward then skips every weight gradient (half its cost) and never fills .grad.
+    frozen = _frozen(model._module) if metric_fn is not None else contextlib.nullcontext()
+    with frozen, _session(loaded):
+        for rows in batches:
+            padded = pad_left([token_ids[i] for i in rows], _pad_id(loaded))
+            at = None
+            if names:
+                cols = [padded.columns(torch.as_tensor(positions[n])[rows], f"position {n!r}") for n in names]
+                at = torch.stack(cols, 1).to(loaded.device)
+            reads = locations if names else ()
+            ids, kwargs = _inputs(padded, loaded)
+            if metric_fn is None:
+                with torch.no_grad(), model.trace(ids, **kwargs):
+                    cap = access(model, arch, reads, at=at)
+                    logits = model.output.logits[:, -1].save()
+                raw.append((cap.values, None, logits, None))
+            else:
+                row_index = torch.as_tensor(rows, dtype=torch.long)
+                with model.trace(ids, **kwargs):
+                    envoy_at(model, arch.family.embed).output.requires_grad_(True)
+                    cap = access(model, arch, reads, at=at, grads=True)
+                    final = model.output.logits[:, -1]
+                    metric = metric_fn(final, row_index)
+                    with metric.sum().backward():
+                        got = nnsight.save(cap.gradients())
+                    logits = final.detach().save()
+                    metric = metric.detach().save()
+                raw.append((cap.values, got, logits, metric))
+        if loaded.spec.remote is not None:
+            raw = nnsight.save(raw)  # what a remote session brings back
     logits_out, metric_out = [], []
-    for rows in batches:
-        padded = pad_left([token_ids[i] for i in rows], _pad_id(loaded))
-        at = None
-        if names:
-            cols = [padded.columns(torch.as_tensor(positions[n])[rows], f"position {n!r}") for n in names]
-            at = torch.stack(cols, 1).to(loaded.device)
-        reads = locations if names else ()
-        ids, kwargs = _inputs(padded, loaded)
-        if metric_fn is None:
-            with torch.no_grad(), model.trace(ids, **kwargs, **_backend(loaded)):
-                cap = access(model, arch, reads, at=at)
-                logits = model.output.logits[:, -1].save()
-            got = None
-        else:
-            row_index = torch.as_tensor(rows, dtype=torch.long)
-            with _frozen(model._module), model.trace(ids, **kwargs, **_backend(loaded)):
-                # Weights are frozen, so the graph starts at the embeddings: backward then skips
-                # every weight gradient (half its cost) and never fills .grad on the model.
-                envoy_at(model, arch.family.embed).output.requires_grad_(True)
-                cap = access(model, arch, reads, at=at, grads=True)
-                final = model.output.logits[:, -1]
-                metric = metric_fn(final, row_index)
-                with metric.sum().backward():
-                    got = nnsight.save(cap.gradients())
-                logits = final.detach().save()
-                metric = metric.detach().save()
-            metric_out.append(metric.float().cpu())
-        for loc in reads:
+    for values, got, logits, metric in raw:
+        for loc in (locations if names else ()):
             for j, n in enumerate(names):
-                acts[loc, n].append(cap.values[loc][:, j].float().cpu())
+                acts[loc, n].append(values[loc][:, j].float().cpu())
                 if got is not None:
                     grads[loc, n].append(got[loc][:, j].float().cpu())
         logits_out.append(logits.float().cpu())
+        if metric is not None:
+            metric_out.append(metric.float().cpu())
     return Collected(
         activations={k: _unsort(torch.cat(v), order) for k, v in acts.items()},
         logits=_unsort(torch.cat(logits_out), order),
@@ -278,12 +281,30 @@ def _check_positions(token_ids: Sequence[Sequence[int]], positions: Sequence[int
             raise IndexError(f"{what} {pos} is outside prompt {i}, which has {len(ids)} tokens")
 
 
-def _backend(loaded: LoadedModel) -> dict:
-    """The nnsight backend of every trace: local, NDIF (`remote ndif`), or nnsight's local
-    simulation of NDIF (`remote simulate`: the trace is serialised and deserialised with this
-    project's modules hidden, exactly as the server would receive it, then run here)."""
+def _check_patches(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], patches: Sequence[Patch]) -> None:
+    n = len(token_ids)
+    for p in patches:
+        loaded.arch.check(p.location)
+        if len(p.positions) != n or p.values.shape != (n, loaded.arch.width(p.location)):
+            raise ValueError(f"patch of {p.location}: expected {n} positions and values of shape "
+                             f"({n}, {loaded.arch.width(p.location)}), got {len(p.positions)} and {tuple(p.values.shape)}")
+        _check_positions(token_ids, p.positions, f"patch of {p.location}: position")
+
+
+def _writes(patches: Sequence[Patch], rows: list[int], padded: Padded, loaded: LoadedModel) -> list[Write]:
+    return [Write(p.location, padded.columns(torch.as_tensor(p.positions)[rows], f"{p.location} position"), p.values[rows].to(loaded.device))
+            for p in patches]
+
+
+def _session(loaded: LoadedModel):
+    """Where a batch group's traces run: here, or, for a remote model, in ONE nnsight session
+    (one request) on NDIF (`remote ndif`) or in nnsight's local simulation of NDIF (`remote
+    simulate`: the session is serialised and deserialised with this project's modules hidden,
+    exactly as the server would receive it, then run here). Only what the session saves comes back."""
     remote = loaded.spec.remote
-    return {} if remote is None else {"remote": "local" if remote == "simulate" else True}
+    if remote is None:
+        return contextlib.nullcontext()
+    return loaded.model.session(remote="local" if remote == "simulate" else True)
 
 
 def _inputs(padded: Padded, loaded: LoadedModel) -> tuple[torch.Tensor, dict]:
