@@ -36,7 +36,7 @@ def diff(a: dict, b: dict) -> dict:
             "b": eb,
             "delta": delta,
             "intervals_overlap": _overlap(ea["ci95"], eb["ci95"]),
-            "better": _better(delta, direction),
+            "better": _better(va, vb, direction),
         })
     return {
         "setup": _setup_differences(_setup(a), _setup(b)),
@@ -56,7 +56,7 @@ def render(d: dict) -> str:
     width = max((len(r["metric"]) for r in d["metrics"]), default=6) + 2
     lines.append(f"  {'metric':<{width}} {'A':>10} {'B':>10} {'B - A':>10}  intervals")
     for r in d["metrics"]:
-        arrow = {"higher": "↑", "lower": "↓"}.get(r["direction"], " ")
+        arrow = {"higher": "↑", "lower": "↓", "one": "→1"}.get(r["direction"], " ")
         overlap = {True: "overlap", False: "apart *", None: "undefined"}[r["intervals_overlap"]]
         better = f", B {r['better']}" if r["better"] and r["intervals_overlap"] is False else ""
         lines.append(f"  {r['metric'] + ' ' + arrow:<{width}} {_num(r['a']['value']):>10} {_num(r['b']['value']):>10} {_num(r['delta'], sign=True):>10}  {overlap}{better}")
@@ -108,12 +108,15 @@ def _overlap(a: list, b: list) -> bool | None:
     return max(a[0], b[0]) <= min(a[1], b[1])
 
 
-def _better(delta: float | None, direction: str | None) -> str | None:
-    if delta is None or direction is None:
+def _better(a: float | None, b: float | None, direction: str | None) -> str | None:
+    """Whether B improves on A, by the metric's direction ("one": the closer to 1)."""
+    if a is None or b is None or direction is None:
         return None
-    if delta == 0:
+    if direction == "one":
+        a, b, direction = abs(a - 1), abs(b - 1), "lower"
+    if a == b:
         return "same"
-    return "better" if (delta > 0) == (direction == "higher") else "worse"
+    return "better" if (b > a) == (direction == "higher") else "worse"
 
 
 def _num(x: float | None, sign: bool = False) -> str:

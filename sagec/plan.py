@@ -31,9 +31,9 @@ PASS_VERSIONS = {
     "sample": 1,
     "locate": 1,
     "trace": 1,
-    "ground_truth": 1,
-    "score": 2,  # 2: results keyed by the spec's SAE name, a zoo SAE's own name as zoo_name
-    "report": 2,  # 2: seeds recorded
+    "ground_truth": 2,  # 2: sufficiency's direction is "one" (the closer to 1 the better)
+    "score": 3,  # 2: results keyed by the spec's SAE name (zoo SAEs' own as zoo_name); 3: as ground_truth 2
+    "report": 3,  # 2: seeds recorded; 3: as ground_truth 2
 }
 PASS_ORDER = tuple(PASS_VERSIONS)
 

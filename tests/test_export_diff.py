@@ -156,8 +156,10 @@ def test_interval_overlap_and_which_way_is_better():
     assert diff._overlap([0, 1], [1, 2]) is True
     assert diff._overlap([0, 1], [1.5, 2]) is False
     assert diff._overlap([0, None], [1.5, 2]) is None
-    assert diff._better(0.1, "higher") == "better" and diff._better(0.1, "lower") == "worse"
-    assert diff._better(0.1, None) is None and diff._better(0.0, "higher") == "same"
+    assert diff._better(0.5, 0.6, "higher") == "better" and diff._better(0.5, 0.6, "lower") == "worse"
+    assert diff._better(0.5, 0.6, None) is None and diff._better(0.5, 0.5, "higher") == "same"
+    # A ratio whose ideal is 1: 1.3 overshoots further than 0.8 falls short.
+    assert diff._better(0.8, 1.3, "one") == "worse" and diff._better(1.3, 0.9, "one") == "better"
 
 
 def test_sae_lens_saes_keep_their_release_and_id(run_a):

@@ -265,3 +265,11 @@ def test_template_guards_are_written_as_in_a_spec():
     member = {"type": "Compare", "op": "in", "left": {"type": "Var", "name": "s"}, "right": {"type": "ValueList", "items": ["Mary", 2]}}
     assert expression(order) == 'order == "ABB"'
     assert expression({"type": "BoolOp", "op": "or", "operands": [order, {"type": "Not", "operand": member}]}) == '(order == "ABB") or not (s in ["Mary", 2])'
+
+
+def test_a_ratio_whose_ideal_is_one_ranks_by_its_distance_from_one():
+    from runtime.report.view import _sort_key
+
+    overshoot, short = {"value": 1.24}, {"value": 0.95}
+    assert _sort_key(short, "one") < _sort_key(overshoot, "one")
+    assert _sort_key(overshoot, "higher") < _sort_key(short, "higher")

@@ -50,7 +50,7 @@ def test_every_metric_says_which_way_is_better_and_what_it_means(doc):
     judged = [(p, e) for p, e in results.estimates(doc) if p[0] in ("ground_truth", "saes")]
     assert len(judged) > 50
     for path, e in judged:
-        assert e["direction"] in ("higher", "lower", None), path
+        assert e["direction"] in ("higher", "lower", "one", None), path
         assert e["description"], path
         assert len(e["ci95"]) == 2, path
 

@@ -135,7 +135,7 @@ def test_sae_scores_by_hand():
     assert site.best_cosine.value == pytest.approx(1.0) and site.matched_cosine.value == pytest.approx(1.0)
     out = strict_json(scores)
     assert out["control"]["x"]["by_k"]["2"]["edit_success"]["value"] == pytest.approx(1.0)
-    assert out["sufficiency"]["direction"] == "higher" and out["sufficiency"]["description"] == METRICS["sufficiency"].description
+    assert out["sufficiency"]["direction"] == "one" and out["sufficiency"]["description"] == METRICS["sufficiency"].description
     assert out["per_site"]["s"]["interpretability"]["values"][0] == {
         "attribute": "x", "value": "a", "latent": 0, "best_f1": 1.0, "precision": 1.0, "recall": 1.0, "latents_above_threshold": 1,
     }

@@ -211,6 +211,8 @@ def _sort_key(est: dict | None, direction: str | None) -> tuple:
     value = est.get("value") if est else None
     if value is None:
         return (1, 0.0)
+    if direction == "one":  # a ratio whose ideal is 1: overshooting is no better than falling short
+        return (0, abs(value - 1))
     return (0, -value if direction == "higher" else value)
 
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Metric:
-    direction: Literal["higher", "lower"] | None
+    direction: Literal["higher", "lower", "one"] | None  # "one": the closer to 1 the better
     description: str
 
 
@@ -26,7 +26,7 @@ METRICS: dict[str, Metric] = {
     "ablated_metric": Metric("lower", "mean task metric with every cross-section mean-ablated to u_0"),
     "spliced_metric": Metric("higher", "mean task metric with the cross-sections replaced by the reconstruction"),
     # Validation (METHOD.md section 3, and section 5 for SAEs).
-    "sufficiency": Metric("higher", "LD_interv / LD_clean with the reconstruction patched in; 1 means it suffices"),
+    "sufficiency": Metric("one", "LD_interv / LD_clean with the reconstruction patched in; 1 means it suffices (above 1 overshoots)"),
     "logit_diff_recovered": Metric("higher", "1 - |LD_clean - LD_interv| / |LD_clean - LD_abl|; 1 means no loss against mean ablation"),
     "necessity": Metric("higher", "1 - |LD_abl - LD_interv| / |LD_abl - LD_clean| with the features removed; 1 means the task fails without them"),
     # Control.
