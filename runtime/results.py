@@ -92,6 +92,15 @@ def estimates(doc: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str,
             yield from estimates(v, (*path, str(k)))
 
 
+def at(tree: Any, path: tuple[str, ...]) -> Any:
+    """The entry at `path` in a results document (nested keys), or None where it is absent."""
+    for part in path:
+        if not isinstance(tree, dict) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
+
+
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number in results.json (an undefined value is null with a reason)")
 

@@ -81,7 +81,7 @@ def envelope(doc: dict, name: str, entry: dict, run_id: str, millis: int) -> dic
     for category, named in PER_SITE.items():
         metrics[category] = {}
         for metric, path in named.items():
-            values = [e["value"] for e in (_get(s, path) for s in sites.values()) if e and e.get("value") is not None]
+            values = [e["value"] for e in (results.at(s, path) for s in sites.values()) if e and e.get("value") is not None]
             metrics[category][metric] = mean(values) if values else None
             if not values:
                 reasons[f"{category}.{metric}"] = "undefined at every cross-section"
@@ -90,7 +90,7 @@ def envelope(doc: dict, name: str, entry: dict, run_id: str, millis: int) -> dic
         record: dict = {"cross_section": site, "reconstruction": entry.get("variant_per_site", {}).get(site)}
         for named in PER_SITE.values():
             for metric, path in named.items():
-                record.update(_flat(metric, _get(s, path), reasons, scope=f"details.{site}"))
+                record.update(_flat(metric, results.at(s, path), reasons, scope=f"details.{site}"))
         details.append(record)
     return {
         "eval_type_id": EVAL_TYPE_ID,
@@ -151,14 +151,6 @@ def _config(doc: dict, entry: dict) -> dict:
         "averaging": "reconstruction, interpretability and alignment metrics are means over the SAE's cross-sections; eval_result_details has each with its interval",
         "sagec_version": doc["versions"].get("sagec"),
     }
-
-
-def _get(tree: dict, path: tuple[str, ...]) -> dict | None:
-    for part in path:
-        if not isinstance(tree, dict) or part not in tree:
-            return None
-        tree = tree[part]
-    return tree
 
 
 def _key(name: str) -> str:

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from statistics import mean
 
+from runtime import results
 from runtime.report import svg
 from runtime.report.svg import Bar, Cell, Curve
 
@@ -132,7 +133,7 @@ def _sae_table(scored: dict, colors: dict, attributes: list[str]) -> tuple[list[
             example = next(e["scores"]["control"][a]["min_k"] for e in scored.values() if a in e["scores"].get("control", {}))
             columns.append(Column(f"min_k:{a}", f"min k ({a})", example["direction"], example["description"] + f"; attribute {a}"))
     for key, path in PER_SITE:
-        example = next((_get(site, path) for e in scored.values() for site in e["scores"]["per_site"].values()), None)
+        example = next((results.at(site, path) for e in scored.values() for site in e["scores"]["per_site"].values()), None)
         if example:
             columns.append(Column(key, LABELS[key], example["direction"], example["description"] + " (mean over the SAE's cross-sections)", averaged=True))
     rows = []
@@ -146,7 +147,7 @@ def _sae_table(scored: dict, colors: dict, attributes: list[str]) -> tuple[list[
                 row.cells[c.key] = s.get("control", {}).get(c.key.split(":", 1)[1], {}).get("min_k")
             else:
                 path = dict(PER_SITE)[c.key]
-                row.cells[c.key] = _site_mean([_get(site, path) for site in s["per_site"].values()])
+                row.cells[c.key] = _site_mean([results.at(site, path) for site in s["per_site"].values()])
         rows.append(row)
     return columns, rows
 
@@ -238,17 +239,9 @@ def _site_rows(scored: dict, colors: dict) -> list[Row]:
         variants = entry.get("variant_per_site", {})
         for site, scores in entry["scores"]["per_site"].items():
             row = Row(f"{name} @ {site}" + (f" ({variants[site]})" if site in variants else ""), colors[name])
-            row.cells = {key: _get(scores, path) for key, path in PER_SITE}
+            row.cells = {key: results.at(scores, path) for key, path in PER_SITE}
             rows.append(row)
     return rows
-
-
-def _get(tree: dict, path: tuple[str, ...]) -> dict | None:
-    for part in path:
-        if not isinstance(tree, dict) or part not in tree:
-            return None
-        tree = tree[part]
-    return tree
 
 
 # --- located cross-sections -------------------------------------------------------------------
