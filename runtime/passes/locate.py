@@ -15,6 +15,7 @@ that way (exact, and as many forwards as candidates).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -28,7 +29,7 @@ from runtime.forward import Patch
 from runtime.passes import common
 from runtime.passes.sample import prompt_set
 from runtime.prompts import Prompt, PromptSet
-from runtime.sage.selection import margin, select, spearman
+from runtime.sage.selection import margin, select, select_family, shares, spearman
 
 CHUNK = 32  # prompts per attribution chunk: bounds memory for hundreds of candidates
 VERIFY_PROMPTS = 32  # train prompts each verification patch runs on
@@ -107,15 +108,14 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
         raise ValueError("the task has neither a counterfactual rule nor attributes, so there is nothing to patch in")
 
     scores = attribution(ctx, loaded, ps, train, locations, names)
-    share = torch.stack([s.abs() / s.abs().sum().clamp_min(1e-30) for s in scores.values()])
-    best_family = [list(scores)[int(i)] for i in share.argmax(dim=0)]
+    best_family = [list(scores)[int(i)] for i in shares(scores).argmax(dim=0)]
     family_of = {site: best_family[i] for i, site in enumerate(sites)}
     verify_rows = list(train[:VERIFY_PROMPTS])
 
     if spec.method == "patching":
         verified = patch_effects(ctx, loaded, ps, verify_rows, sites, family_of)
-        ranked = sorted(sites, key=lambda s: -abs(verified[s]))
-        selected = ranked[: spec.top] if spec.top is not None else _above_fraction(ranked, verified, spec.fraction)
+        effects = torch.tensor([verified[s] for s in sites], dtype=torch.float64)
+        selected = [sites[i] for i in select_family(effects, spec.top, spec.fraction)]
     else:
         chosen = select(scores, spec.top, spec.fraction)
         selected = [sites[i] for i in chosen]
@@ -145,17 +145,10 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
         "selected": [common.site_name(s) for s in selected],
         "candidates": table,
         "verified_on_prompts": len(verify_rows) if verified else 0,
-        "attribution_patching_spearman": agreement if agreement == agreement else None,
+        "attribution_patching_spearman": None if agreement is None or math.isnan(agreement) else agreement,
     }
     tensors = {f"attribution|{f}": s.float() for f, s in scores.items()}
     return Artifact(meta, tensors)
-
-
-def _above_fraction(ranked: list[CrossSection], effect: dict[CrossSection, float], fraction: float | None) -> list[CrossSection]:
-    total = sum(abs(v) for v in effect.values())
-    if fraction is None or total == 0:
-        return []
-    return [s for s in ranked if abs(effect[s]) >= fraction * total]
 
 
 def selected_sites(artifact: Artifact) -> list[CrossSection]:

@@ -27,22 +27,23 @@ def select_family(scores: torch.Tensor, top: int | None, fraction: float | None)
     return [i for i in order if float(magnitude[i]) >= fraction * total]
 
 
+def shares(families: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """(families, candidates): each candidate's |attribution| as a share of its family's total."""
+    return torch.stack([s.abs().to(torch.float64) / s.abs().sum().clamp_min(1e-30) for s in families.values()])
+
+
 def select(families: Mapping[str, torch.Tensor], top: int | None, fraction: float | None) -> list[int]:
     """The union over families, ordered by each candidate's best share of its family's total."""
     chosen: set[int] = set()
-    share = torch.zeros(len(next(iter(families.values()))), dtype=torch.float64)
     for scores in families.values():
         chosen.update(select_family(scores, top, fraction))
-        total = scores.abs().sum().clamp_min(1e-30)
-        share = torch.maximum(share, scores.abs().to(torch.float64) / total)
+    share = shares(families).max(dim=0).values
     return sorted(chosen, key=lambda i: (-float(share[i]), i))
 
 
 def margin(families: Mapping[str, torch.Tensor], selected: Sequence[int], size: int) -> list[int]:
     """The `size` best unselected candidates by their best share of a family's total."""
-    share = torch.zeros(len(next(iter(families.values()))), dtype=torch.float64)
-    for scores in families.values():
-        share = torch.maximum(share, scores.abs().to(torch.float64) / scores.abs().sum().clamp_min(1e-30))
+    share = shares(families).max(dim=0).values
     taken = set(selected)
     order = [i for i in torch.argsort(share, descending=True, stable=True).tolist() if i not in taken]
     return order[:size]
