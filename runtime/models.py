@@ -231,11 +231,7 @@ def _gguf_tokenizer(gguf: Path) -> Any:
 
 
 def _zoo(model: Model) -> ZooModel:
-    if model.ref not in _ZOO:
-        try:  # the trained zoo registers its models on import
-            import runtime.zoo  # noqa: F401
-        except ImportError:
-            pass
+    import runtime.zoo  # noqa: F401  - the zoo registers its models on import
     if model.ref not in _ZOO:
         close = difflib.get_close_matches(model.ref, list(_ZOO), n=3)
         raise SpecError.at(model.origin, f"unknown zoo model {model.ref!r}; the zoo has {', '.join(sorted(_ZOO))}",
@@ -244,10 +240,7 @@ def _zoo(model: Model) -> ZooModel:
 
 
 def zoo_names() -> list[str]:
-    try:
-        import runtime.zoo  # noqa: F401
-    except ImportError:
-        pass
+    import runtime.zoo  # noqa: F401  - the zoo registers its models on import
     return sorted(_ZOO)
 
 
