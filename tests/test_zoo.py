@@ -165,8 +165,7 @@ def test_smollm2_sae_builds_lazily_into_the_cache(tmp_path: Path, monkeypatch):
     from runtime import smollm2
     from runtime.zoo.corpus import CorpusRecipe
 
-    if not smollm2.is_built():
-        pytest.skip("smollm2-135m is not built in the cache (first `sagec run` on it builds it)")
+    smollm2.ensure()  # the first use fetches and dequantises it (about a minute), as a run would
     plan = dataclasses.replace(zoo_saes.PLANS[SMOLLM2], budget=Budget(steps=20, batch_size=128, width_scale=0.25),
                                corpus=CorpusRecipe(prompts=32, generated=4, new_tokens=8))
     monkeypatch.setitem(zoo_saes.PLANS, SMOLLM2, plan)
