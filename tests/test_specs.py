@@ -98,3 +98,17 @@ def test_default_model_solves_the_task(path: Path, models):
         accuracy = float((metric > 0).float().mean())
         worst = sorted(zip(metric.tolist(), (p.text for p in prompts)))[:3]
         assert accuracy >= MIN_ACCURACY, f"{path.name} task {task.name}: accuracy {accuracy:.2f}, mean metric {float(metric.mean()):.2f}; worst {worst}"
+
+
+@pytest.mark.slow
+def test_greater_than_positions_sit_on_the_first_years_digits(models):
+    """`tens = end - 7` counts tokens back from the end; every template must put the first
+    year's tens and ones digits exactly there, or locate searches the wrong tokens."""
+    path = Path(__file__).resolve().parent.parent / "specs" / "greater_than.sage"
+    spec = sagec.load_spec(str(path))
+    tokenizer = models(spec.models[0]).tokenizer
+    prompts = _prompts(spec.tasks[0], tokenizer)
+    assert {p.assignment["template"] for p in prompts} == set(range(len(spec.tasks[0].templates)))
+    for p in prompts:
+        for name in ("tens", "ones"):
+            assert tokenizer.decode([p.ids[p.positions[name]]]) == str(p.assignment[name]), (name, p.text)
