@@ -1,7 +1,7 @@
 """The text zoo SAEs are trained on, and the residual-stream activations over it.
 
 Everything here is produced offline, by the project itself:
-- task text: prompts of the zoo tasks (runtime/zoo/tasks.py) from their train splits, each
+- task text: prompts of the model's zoo tasks (runtime/zoo/tasks.py) from their train splits, each
   followed by its answer, rendered by the prompt machinery (runtime/assignments.py and
   runtime/prompts.py);
 - the model's own text: continuations the model samples (temperature 1, top-k 50, seeded) from
@@ -29,7 +29,6 @@ import torch
 from runtime.architectures import family_of
 from runtime.assignments import sample_split
 from runtime.prompts import render, render_answer
-from runtime.zoo.tasks import TASKS
 from sagec.locations import Location
 from sagec.spec import Task
 
@@ -67,9 +66,8 @@ def _known(tokenizer, text: str) -> bool:
     return unk is None or unk not in tokenizer(text, add_special_tokens=False).input_ids
 
 
-def build_corpus(hf_model, tokenizer, recipe: CorpusRecipe, tasks: Iterable[Task] = (), progress=None) -> list[list[int]]:
-    """Token-id lists: task prompts with answers, then the model's own continuations."""
-    tasks = tuple(tasks) or tuple(TASKS.values())
+def build_corpus(hf_model, tokenizer, recipe: CorpusRecipe, tasks: Sequence[Task], progress=None) -> list[list[int]]:
+    """Token-id lists: prompts of `tasks` with answers, then the model's own continuations."""
     texts = task_texts(tasks, recipe.prompts)
     rng = random.Random(f"sagec-zoo-corpus:{recipe.seed}")
     starts = [s for s in GENERIC_STARTS if _known(tokenizer, s)]

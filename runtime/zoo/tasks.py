@@ -1,13 +1,18 @@
 """The tasks the zoo models are trained on, as checked `sagec.spec.Task`s.
 
-They are written in Python rather than `.sage` so the zoo does not depend on the parser; the
-prompt machinery (runtime/assignments.py, runtime/prompts.py) samples, splits and renders them
-exactly as it does a spec's tasks. The values are chosen to be single tokens for SmolLM2-135M as
-well (shared/STACK.md section 7), so a spec can run the same task on the zoo model and the real one.
+Two sources:
+- IOI, written here in Python: tiny-ioi and the SmolLM2 SAE corpus were built from it before the
+  library had shared task files, and a rewrite would change what they were trained on.
+- the task library `specs/tasks/*.sage`, the very files the specs in specs/ include, read with
+  the compiler, so a zoo model is trained on the task its spec measures (`task(name)`).
+The prompt machinery (runtime/assignments.py, runtime/prompts.py) samples, splits and renders
+both exactly as it does a spec's tasks. The values are single tokens for SmolLM2-135M as well
+(shared/STACK.md section 7), so a spec can run the same task on a zoo model and the real one.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from sagec.spec import Answer, AnswerSide, BoolOp, Compare, Const, Origin, Position, Split, Task, Template, Var, Variable
@@ -74,3 +79,29 @@ IOI = Task(
 )
 
 TASKS: dict[str, Task] = {t.name: t for t in (IOI,)}
+
+# The task library, beside the package in a source checkout (`pip install -e .`, as the README
+# says); only rebuilding a zoo model needs it, loading one does not.
+LIBRARY = Path(__file__).resolve().parents[2] / "specs" / "tasks"
+
+
+@functools.cache
+def library() -> dict[str, Task]:
+    """The tasks of specs/tasks/*.sage by name."""
+    import sagec
+
+    if not LIBRARY.is_dir():
+        raise FileNotFoundError(f"the task library {LIBRARY} is missing: rebuilding a zoo model needs a source checkout of sagec")
+    return {t.name: t for path in sorted(LIBRARY.glob("*.sage")) for t in sagec.load_spec(str(path)).tasks}
+
+
+def task(name: str) -> Task:
+    """A zoo task by name: IOI, or a task of the library."""
+    if name in TASKS:
+        return TASKS[name]
+    found = library()
+    if name not in found:
+        from runtime.zoo.models import unknown
+
+        raise KeyError(unknown("zoo task", name, [*TASKS, *found]))
+    return found[name]

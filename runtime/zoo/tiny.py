@@ -3,13 +3,19 @@
 A recipe names the tasks and the shape; `train_tiny` is deterministic in the recipe (same
 recipe, same machine, same weights). Training is next-token prediction on the rendered train
 prompts followed by their answer, with the answer token weighted up, since that is the only
-prediction the task measures. Every row is shifted right by a random number of pad tokens, so
+prediction the task measures; where a task accepts a set of answers (greater-than: any larger
+tens digit) the continuation is one of them, drawn by a seeded generator. Every row is shifted right by a random number of pad tokens, so
 the model does not care where a prompt starts: batches left-padded by the runtime then score
 like prompts run alone.
 
-Success is asserted, not hoped for: after training, the metric logit(answer) - logit(distractor)
-at the final position must be > 0 on at least `MIN_ACCURACY` of the task's held-out test prompts
-(places and sentence frames never seen in training), or the build fails.
+The tokenizer is word-level, with digits split one per token and a space before a number kept
+as a token of its own, as SmolLM2's tokenizer does, so a position counted in tokens (greater-than's
+`end - 8`) means the same on both.
+
+Success is asserted, not hoped for: after training, the task metric (runtime/metric.py) at the
+final position must be > 0 on at least `MIN_ACCURACY` of each task's held-out test prompts
+(values, templates or frames never seen in training, as the task's split says), or the build
+fails.
 """
 
 from __future__ import annotations
@@ -25,25 +31,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from runtime.assignments import sample_split
 from runtime.prompts import render, render_answer
-from runtime.zoo.tasks import TASKS
+from runtime.metric import task_metric
+from runtime.zoo.tasks import task as zoo_task
 from sagec.spec import Task
 
 MIN_ACCURACY = 0.95
 SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
 MAX_POSITIONS = 64
 MAX_SHIFT = 12  # the largest random left shift of a training row
+SCORED_PROMPTS = 512  # held-out prompts per task the build is judged on
 
 
 @dataclass(frozen=True)
 class TinyRecipe:
     name: str
     description: str
-    tasks: tuple[str, ...]  # names in runtime.zoo.tasks.TASKS
+    tasks: tuple[str, ...]  # zoo task names (runtime.zoo.tasks.task)
     n_layer: int = 3
     n_embd: int = 64
     n_head: int = 4
@@ -52,17 +60,19 @@ class TinyRecipe:
     batch_size: int = 32
     lr: float = 3e-3
     answer_weight: float = 4.0
+    copy_rows: int = 0  # extra rows of repeated random word sequences (see `copy_rows`)
     seed: int = 0
 
     def task_objects(self) -> tuple[Task, ...]:
-        return tuple(TASKS[t] for t in self.tasks)
+        return tuple(zoo_task(t) for t in self.tasks)
 
 
 @dataclass(frozen=True)
 class Example:
     prompt: str
-    answer: str
-    distractor: str
+    answer: str  # the continuation trained on: one of `answers`
+    answers: tuple[str, ...]
+    distractors: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -78,7 +88,10 @@ class TaskScore:
 
 # --- tokenizer --------------------------------------------------------------------------------
 
-_PRE = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+# Words and the single spaces before numbers are kept, other whitespace dropped; then
+# punctuation and each digit become tokens of their own.
+_PRE = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(r"\S+| (?=[0-9])"), behavior="removed", invert=True),
+                                pre_tokenizers.Punctuation(), pre_tokenizers.Digits(individual_digits=True)])
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}")
 
 
@@ -86,10 +99,11 @@ def _words(text: str) -> list[str]:
     return [w for w, _ in _PRE.pre_tokenize_str(text)]
 
 
-def vocabulary(tasks: Sequence[Task]) -> list[str]:
-    """Every word the tasks can render: template words, variable values, answers. Values of
-    held-out places and frames are in it too; their embeddings simply never get trained."""
-    words: set[str] = set()
+def vocabulary(tasks: Sequence[Task], texts: Sequence[str] = ()) -> list[str]:
+    """Every word the tasks can render: template words, variable values, answers, and the words
+    of `texts` (rendered prompts: words a template composes, like plurals, appear only there).
+    Values of held-out places and frames are in it too; their embeddings never get trained."""
+    words: set[str] = set(w for text in texts for w in _words(text))
     for task in tasks:
         for template in task.templates:
             words.update(_words(_JINJA.sub(" ", template.text)))
@@ -118,11 +132,12 @@ def examples(task: Task, split: str, n: int) -> list[Example]:
     frac = task.split.train / (task.split.train + task.split.test)
     total = math.ceil(n / (frac if split == "train" else 1 - frac))
     sized = dataclasses.replace(task, samples=total)
+    pick = random.Random(f"sagec-zoo-answer:{task.name}:{task.seed}")
     out = []
     for assignment, s in sample_split(sized):
         if s == split:
-            (answer,), (distractor,) = render_answer(task, assignment)
-            out.append(Example(render(task, assignment), answer, distractor))
+            answers, distractors = render_answer(task, assignment)
+            out.append(Example(render(task, assignment), pick.choice(answers), tuple(answers), tuple(distractors)))
     return out[:n]
 
 
@@ -133,17 +148,40 @@ def _encode(tokenizer: PreTrainedTokenizerFast, ex: Example) -> list[int]:
     return ids
 
 
-def _batch(rows: Sequence[list[int]], pad: int, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(ids, attention mask, answer column): each row shifted right by a random count of pads."""
+@dataclass(frozen=True)
+class Row:
+    ids: list[int]
+    scored_from: int = 0  # the first token whose prediction the language-model loss counts
+
+
+def _batch(rows: Sequence[Row], pad: int, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ids, attention mask, scored targets mask, answer column): each row shifted right by a
+    random count of pads."""
     shifts = [rng.randrange(MAX_SHIFT + 1) for _ in rows]
-    width = max(s + len(r) for s, r in zip(shifts, rows))
+    width = max(s + len(r.ids) for s, r in zip(shifts, rows))
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
+    scored = torch.zeros((len(rows), width), dtype=torch.bool)
     for i, (s, r) in enumerate(zip(shifts, rows)):
-        ids[i, s : s + len(r)] = torch.tensor(r)
-        mask[i, s : s + len(r)] = 1
-    last = torch.tensor([s + len(r) - 1 for s, r in zip(shifts, rows)])
-    return ids, mask, last
+        ids[i, s : s + len(r.ids)] = torch.tensor(r.ids)
+        mask[i, s : s + len(r.ids)] = 1
+        scored[i, s + r.scored_from : s + len(r.ids)] = True
+    last = torch.tensor([s + len(r.ids) - 1 for s, r in zip(shifts, rows)])
+    return ids, mask, scored, last
+
+
+def copy_rows(words: Sequence[int], n: int, rng: random.Random) -> list[Row]:
+    """`n` rows of a random word sequence followed by its repeat, cut off within the repeat; only
+    the repeat is scored (the first pass is unpredictable noise).
+
+    In-context copying (induction) is learned from repeats; the task prompts alone put the copied
+    word at a few fixed distances, which a small model learns as positions that fail on held-out
+    templates. Only words of the training prompts are drawn, so held-out templates stay unseen."""
+    out = []
+    for _ in range(n):
+        seq = [rng.choice(words) for _ in range(rng.randint(4, 16))]
+        out.append(Row(seq + seq[: rng.randint(2, len(seq))], scored_from=len(seq) + 1))
+    return out
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -166,13 +204,16 @@ def _train(recipe: TinyRecipe, out: Path, log) -> list[TaskScore]:
     torch.manual_seed(recipe.seed)
     rng = random.Random(f"sagec-zoo:{recipe.name}:{recipe.seed}")
     tasks = recipe.task_objects()
-    vocab = vocabulary(tasks)
+    train = [ex for task in tasks for ex in examples(task, "train", recipe.train_prompts)]
+    held_out = [ex for task in tasks for ex in examples(task, "test", SCORED_PROMPTS)]
+    vocab = vocabulary(tasks, [ex.prompt + a for ex in train + held_out for a in ex.answers + ex.distractors])
     tokenizer = make_tokenizer(vocab)
     ids = {w: i for i, w in enumerate(vocab)}
     config = GPT2Config(vocab_size=len(vocab), n_positions=MAX_POSITIONS, n_embd=recipe.n_embd, n_layer=recipe.n_layer,
                         n_head=recipe.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=ids["<bos>"], eos_token_id=ids["<eos>"], pad_token_id=ids["<pad>"])
     model = GPT2LMHeadModel(config)
-    rows = [_encode(tokenizer, ex) for task in tasks for ex in examples(task, "train", recipe.train_prompts)]
+    rows = [Row(_encode(tokenizer, ex)) for ex in train]
+    rows += copy_rows(sorted({i for r in rows for i in r.ids}), recipe.copy_rows, rng)
     rng.shuffle(rows)
     log(f"{recipe.name}: {sum(p.numel() for p in model.parameters()):,} parameters, vocabulary {len(vocab)}, {len(rows)} training sequences")
 
@@ -187,10 +228,10 @@ def _train(recipe: TinyRecipe, out: Path, log) -> list[TaskScore]:
         if cursor + recipe.batch_size > len(rows):
             rng.shuffle(rows)
             cursor = 0
-        batch, mask, last = _batch(rows[cursor : cursor + recipe.batch_size], ids["<pad>"], rng)
+        batch, mask, scored, last = _batch(rows[cursor : cursor + recipe.batch_size], ids["<pad>"], rng)
         cursor += recipe.batch_size
         logits = model(input_ids=batch, attention_mask=mask).logits
-        targets = batch[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+        targets = batch[:, 1:].masked_fill(~scored[:, 1:], -100)
         lm = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten())
         row = torch.arange(len(batch))
         answer = torch.nn.functional.cross_entropy(logits[row, last - 1], batch[row, last])
@@ -225,14 +266,12 @@ def _train(recipe: TinyRecipe, out: Path, log) -> list[TaskScore]:
 
 @torch.no_grad()
 def metric(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, batch: Sequence[Example]) -> torch.Tensor:
-    """logit(answer) - logit(distractor) at each prompt's final token, the prompts left-padded
-    into one batch as the runtime pads them."""
+    """The task metric at each prompt's final token, the prompts left-padded into one batch as
+    the runtime pads them."""
     enc = tokenizer([ex.prompt for ex in batch], return_tensors="pt", padding=True, add_special_tokens=False)
     logits = model(input_ids=enc.input_ids, attention_mask=enc.attention_mask).logits[:, -1]
-    answer = torch.tensor([_single(tokenizer, ex.answer) for ex in batch])
-    distractor = torch.tensor([_single(tokenizer, ex.distractor) for ex in batch])
-    row = torch.arange(len(batch))
-    return logits[row, answer] - logits[row, distractor]
+    return task_metric(logits, [[_single(tokenizer, a) for a in ex.answers] for ex in batch],
+                       [[_single(tokenizer, d) for d in ex.distractors] for ex in batch])
 
 
 def _single(tokenizer: PreTrainedTokenizerFast, text: str) -> int:
@@ -242,7 +281,7 @@ def _single(tokenizer: PreTrainedTokenizerFast, text: str) -> int:
     return ids[0]
 
 
-def score(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, task: Task, n: int = 512, batch_size: int = 128) -> TaskScore:
+def score(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, task: Task, n: int = SCORED_PROMPTS, batch_size: int = 128) -> TaskScore:
     """The task metric on `n` held-out test prompts."""
     test = examples(task, "test", n)
     values = torch.cat([metric(model, tokenizer, test[i : i + batch_size]) for i in range(0, len(test), batch_size)])
