@@ -1,6 +1,7 @@
-"""The zoo: the committed tiny model solves its task on held-out prompts, every committed SAE loads
-through sae_lens as the kind it claims and reconstructs the model's activations (the weak one
-clearly worst), builds are deterministic, unknown names get suggestions, `sagec ls zoo` lists it."""
+"""The zoo: each committed tiny model solves each of its tasks on held-out prompts, every
+committed SAE loads through sae_lens as the kind it claims and reconstructs its model's
+activations (the weak one clearly worst), builds are deterministic, unknown names get
+suggestions, `sagec ls zoo` lists it."""
 
 from __future__ import annotations
 
@@ -15,21 +16,35 @@ from runtime import zoo
 from runtime.zoo import saes as zoo_saes
 from runtime.zoo.models import SMOLLM2, TINY
 from runtime.zoo.sae_training import KINDS, Budget, measure, train_sae
-from runtime.zoo.tasks import IOI
+from runtime.zoo.tasks import IOI, task as zoo_task
 from runtime.zoo.tiny import MIN_ACCURACY, examples, score
 
 
 @pytest.fixture(scope="module")
-def tiny_ioi():
+def tiny_models():
+    """Each tiny zoo model and its tokenizer, loaded once."""
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    folder = zoo.resolve_model("tiny-ioi")
-    return GPT2LMHeadModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    loaded = {}
+
+    def get(name: str):
+        if name not in loaded:
+            folder = zoo.resolve_model(name)
+            loaded[name] = GPT2LMHeadModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+        return loaded[name]
+
+    return get
 
 
-def test_tiny_ioi_solves_ioi_on_held_out_places_and_frames(tiny_ioi):
-    model, tokenizer = tiny_ioi
-    result = score(model, tokenizer, IOI, n=256)
+@pytest.fixture(scope="module")
+def tiny_ioi(tiny_models):
+    return tiny_models("tiny-ioi")
+
+
+@pytest.mark.parametrize(("model", "task"), [(m, t) for m, r in TINY.items() for t in r.tasks],
+                         ids=[f"{m}/{t}" for m, r in TINY.items() for t in r.tasks])
+def test_tiny_model_solves_its_task_on_held_out_prompts(tiny_models, model: str, task: str):
+    result = score(*tiny_models(model), zoo_task(task), n=256)
     assert result.prompts == 256
     assert result.accuracy >= MIN_ACCURACY, result
     assert result.mean_metric > 0
@@ -62,23 +77,26 @@ def test_tiny_ioi_runs_through_the_prompt_set_and_nnsight(tiny_ioi):
     assert logits[0, -1, first.answer_ids[0]] > logits[0, -1, first.distractor_ids[0]]
 
 
-@pytest.fixture(scope="module")
-def tiny_activations(tiny_ioi):
-    """Residual activations of the tiny model on held-out test prompts, per location."""
+def _activations(tiny_models, name: str):
+    """Residual activations of a tiny model on held-out test prompts of its tasks, per location."""
     from runtime.zoo.corpus import residual_activations
 
-    model, tokenizer = tiny_ioi
-    rows = [tokenizer(ex.prompt + ex.answer, add_special_tokens=False).input_ids for ex in examples(IOI, "test", 256)]
-    locations = sorted({s.location for s in zoo.zoo_saes() if s.model == "tiny-ioi"})
+    model, tokenizer = tiny_models(name)
+    tasks = TINY[name].task_objects()
+    rows = [tokenizer(ex.prompt + ex.answer, add_special_tokens=False).input_ids
+            for t in tasks for ex in examples(t, "test", 256 // len(tasks))]
+    locations = sorted({s.location for s in zoo.zoo_saes() if s.model == name})
     return residual_activations(model, rows, locations, tokenizer.pad_token_id)
 
 
-def test_every_committed_sae_loads_as_its_kind_and_reconstructs(tiny_activations):
+@pytest.mark.parametrize("model", sorted(TINY))
+def test_every_committed_sae_loads_as_its_kind_and_reconstructs(tiny_models, model: str):
     from sae_lens import SAE, StandardSAE, TopKSAE
 
-    committed = [s for s in zoo.zoo_saes() if s.committed]
-    assert {s.model for s in committed} == set(TINY)
+    assert {s.model for s in zoo.zoo_saes() if s.committed} == set(TINY)
+    committed = [s for s in zoo.zoo_saes() if s.committed and s.model == model]
     assert {s.kind for s in committed} == {"relu-l1", "topk-k8", "topk-k32", "weak"}
+    tiny_activations = _activations(tiny_models, model)
     by_location: dict = {}
     for s in committed:
         assert s.status == "committed", f"{s.name} is {s.status}"
@@ -144,7 +162,8 @@ def test_ls_zoo_lists_models_and_saes():
     assert "tiny-ioi" in result.output and "smollm2-135m" in result.output
     assert "relu-l1, topk-k8, topk-k32, weak" in result.output
     data = json.loads(CliRunner().invoke(main, ["ls", "zoo", "--json"]).output)
-    assert {m["name"] for m in data["models"]} == {"tiny-ioi", SMOLLM2}
+    assert {m["name"] for m in data["models"]} == {*TINY, SMOLLM2}
+    assert all(m["status"] == "committed" for m in data["models"] if m["name"] in TINY)
     assert any(s["name"] == "tiny-ioi/topk-k8/resid_post.1" and s["status"] == "committed" for s in data["saes"])
 
 
@@ -187,4 +206,29 @@ def test_zoo_build_rejects_unknown_names_with_suggestions():
 
     result = CliRunner().invoke(main, ["zoo", "build", "tiny-iio"])
     assert result.exit_code == 2
-    assert "did you mean 'tiny-ioi'?" in result.stderr
+    assert "did you mean 'tiny-ioi'" in result.stderr
+
+
+def test_zoo_tokenizer_splits_numbers_into_digits_as_smollm2_does():
+    """Greater-than's positions are counted in tokens from the end, so " 1732" must be " " and
+    four digits on the zoo tokenizer, as on SmolLM2's (tests/test_specs.py checks that one)."""
+    from runtime.zoo.tiny import make_tokenizer, vocabulary
+
+    text = "The war lasted from the year 1732 to the year 17"
+    tokenizer = make_tokenizer(vocabulary([], [text]))
+    tokens = tokenizer.convert_ids_to_tokens(tokenizer(text, add_special_tokens=False).input_ids)
+    assert tokens == ["The", "war", "lasted", "from", "the", "year", " ", "1", "7", "3", "2", "to", "the", "year", " ", "1", "7"]
+
+
+def test_copy_rows_repeat_a_prefix_and_score_only_the_repeat():
+    import random
+
+    from runtime.zoo.tiny import copy_rows
+
+    rows = copy_rows(range(10, 20), 200, random.Random(0))
+    assert len(rows) == 200
+    for row in rows:
+        first = row.scored_from - 1  # the length of the random sequence
+        repeat = row.ids[first:]
+        assert 2 <= len(repeat) <= first and repeat == row.ids[: len(repeat)]
+        assert set(row.ids) <= set(range(10, 20))

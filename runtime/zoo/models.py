@@ -31,16 +31,7 @@ TINY: dict[str, TinyRecipe] = {
             "tiny-tasks",
             "4-layer GPT-2 (d_model 128, 4 heads) trained on four tasks of specs/tasks/: agreement, capitals, "
             "greater-than, pronoun; held-out nouns, templates, events and places as each task splits",
-            ("agreement", "capital", "greater_than", "pronoun"), n_layer=4, n_embd=128, steps=3000,
-        ),
-        # Induction has its own model: it needs in-context copying, learned from repeated random
-        # sequences at a lower learning rate, and the other tasks trained beside it kept the model
-        # copying from the training templates' fixed distances instead (held-out templates failed).
-        TinyRecipe(
-            "tiny-induction",
-            "4-layer GPT-2 (d_model 128, 4 heads) trained on induction (specs/tasks/induction.sage) and on repeated "
-            "random word sequences; held-out templates",
-            ("induction",), n_layer=4, n_embd=128, train_prompts=4096, steps=3000, lr=1e-3, copy_rows=16384,
+            ("agreement", "capital", "greater_than", "pronoun"), n_layer=4, n_embd=128, steps=4000, lr=2e-3,
         ),
     )
 }
