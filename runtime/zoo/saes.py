@@ -54,9 +54,8 @@ def _residual(n_layers: int, pre: Iterable[int]) -> tuple[Location, ...]:
 PLANS: dict[str, SaePlan] = {
     "tiny-ioi": SaePlan("tiny-ioi", _residual(TINY["tiny-ioi"].n_layer, []), Budget(steps=400, batch_size=512, lr=2e-3),
                         CorpusRecipe(prompts=2048, generated=256, new_tokens=20), committed=True),
-    **{name: SaePlan(name, _residual(TINY[name].n_layer, []), Budget(steps=400, batch_size=512, lr=2e-3),
-                     CorpusRecipe(prompts=2048, generated=256, new_tokens=20), committed=True, tasks=TINY[name].tasks)
-       for name in ("tiny-tasks",)},
+    "tiny-tasks": SaePlan("tiny-tasks", _residual(TINY["tiny-tasks"].n_layer, []), Budget(steps=400, batch_size=512, lr=2e-3),
+                          CorpusRecipe(prompts=2048, generated=256, new_tokens=20), committed=True, tasks=TINY["tiny-tasks"].tasks),
     # Sized for a first `sagec run` on 2 CPU cores: about 10k tokens of corpus, widths half the
     # tiny models' multiples (2x d_model for relu-l1 and TopK), 200 steps of 512.
     SMOLLM2: SaePlan(SMOLLM2, _residual(30, range(30)), Budget(steps=200, batch_size=512, lr=2e-3, width_scale=0.5),

@@ -4,13 +4,13 @@ A recipe names the tasks and the shape; `train_tiny` is deterministic in the rec
 recipe, same machine, same weights). Training is next-token prediction on the rendered train
 prompts followed by their answer, with the answer token weighted up, since that is the only
 prediction the task measures; where a task accepts a set of answers (greater-than: any larger
-tens digit) the continuation is one of them, drawn by a seeded generator. Every row is shifted right by a random number of pad tokens, so
-the model does not care where a prompt starts: batches left-padded by the runtime then score
-like prompts run alone.
+tens digit) the continuation is one of them, drawn by a seeded generator. Every row is shifted
+right by a random number of pad tokens, so the model does not care where a prompt starts:
+batches left-padded by the runtime then score like prompts run alone.
 
 The tokenizer is word-level, with digits split one per token and a space before a number kept
 as a token of its own, as SmolLM2's tokenizer does, so a position counted in tokens (greater-than's
-`end - 8`) means the same on both.
+`end - 7`) means the same on both.
 
 Success is asserted, not hoped for: after training, the task metric (runtime/metric.py) at the
 final position must be > 0 on at least `MIN_ACCURACY` of each task's held-out test prompts
