@@ -9,6 +9,7 @@ runtime collects the union of the cross-sections all their locate nodes selected
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from importlib import metadata
 from pathlib import Path
 
@@ -113,15 +114,19 @@ def lower(spec: Spec, versions: tuple[tuple[str, str], ...] | None = None) -> Pl
             ident,
         )
         scores = []
+        paired = [spec.sae(u.sae) for u in ev.saes if u.reconstruct == "residual_pair"]
+        uses = Counter(u.sae for u in ev.saes)
         for use in ev.saes:
             sae = spec.sae(use.sae)
+            label = sae.name if uses[sae.name] == 1 else f"{sae.name} ({use.reconstruct})"
+            partners = tuple(p for p in paired if p.name != sae.name) if use.reconstruct == "residual_pair" else ()
             scores.append(
                 b.add(
-                    f"score[{ev.name}/{sae.name}]",
+                    f"score[{ev.name}/{label}]",
                     "score",
-                    ScoreParams(model, sae, use.reconstruct, ev.score, task.attributes),
+                    ScoreParams(label, model, sae, use.reconstruct, ev.score, task.attributes, partners),
                     (sample, locate, trace, gt),
-                    f"{ident}|{_sae_identity(sae)}",
+                    "|".join([ident, *map(_sae_identity, (sae, *partners))]),
                 )
             )
         b.add(

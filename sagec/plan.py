@@ -32,7 +32,7 @@ PASS_VERSIONS = {
     "locate": 1,
     "trace": 1,
     "ground_truth": 2,  # 2: sufficiency's direction is "one" (the closer to 1 the better)
-    "score": 3,  # 2: results keyed by the spec's SAE name (zoo SAEs' own as zoo_name); 3: as ground_truth 2
+    "score": 4,  # 2: results keyed by the spec's SAE name (zoo SAEs' own as zoo_name); 3: as ground_truth 2; 4: residual_pair
     "report": 3,  # 2: seeds recorded; 3: as ground_truth 2
 }
 PASS_ORDER = tuple(PASS_VERSIONS)
@@ -81,13 +81,20 @@ class GroundTruthParams:
 
 @dataclass(frozen=True)
 class ScoreParams:
-    """Score one SAE, through `reconstruct`, against the ground truth (METHOD.md section 5)."""
+    """Score one SAE, through `reconstruct`, against the ground truth (METHOD.md section 5).
 
+    `label` names the SAE in the results: its spec name, with the reconstruction added when the
+    eval lists the SAE more than once. `partners`: with `residual_pair`, the eval's other
+    residual_pair SAEs, among which the runtime finds the one on the other side of each
+    sublayer (where an SAE reads is known only once it is loaded)."""
+
+    label: str
     model: Model
     sae: Sae
     reconstruct: str
     metrics: tuple[str, ...]
     attributes: tuple[str, ...]
+    partners: tuple[Sae, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,7 @@ def test_residual_reconstruction_recovers_a_sublayer_through_a_lossless_sae():
     r_before, c = torch.randn(5, 4), torch.randn(5, 4)
     c_hat, f_c = reconstruct.residual(sae, r_before + c, c)
     assert torch.allclose(c_hat, c, atol=1e-5) and torch.allclose(f_c, c, atol=1e-5)
-    pair_hat, _ = reconstruct.residual_pair(sae, sae, r_before, r_before + c)
+    pair_hat, _ = reconstruct.residual_pair(sae, sae, r_before, r_before + c, c)
     assert torch.allclose(pair_hat, c, atol=1e-5)
     direct_hat, _ = reconstruct.direct(sae, c)
     assert torch.allclose(direct_hat, c + 0.7, atol=1e-5)
@@ -139,6 +139,32 @@ def test_residual_reconstruction_by_hand_with_a_relu():
     # are [1, 0], and the reconstruction is [1, 0] (the negative part is invisible to a ReLU).
     c_hat, f_c = reconstruct.residual(sae, r_after, c)
     assert torch.allclose(f_c, torch.tensor([[1.0, 0.0]])) and torch.allclose(c_hat, torch.tensor([[1.0, 0.0]]))
+
+
+def test_residual_pair_by_hand_with_relus():
+    before, after = LinearSae(torch.eye(2), relu=True), LinearSae(torch.eye(2), relu=True)
+    r_before, c = torch.tensor([[1.0, -1.0]]), torch.tensor([[2.0, 3.0]])
+    r_after = r_before + c  # [3, 2]: the SAEs bracket exactly this sublayer
+    # S_before(r_before) = relu([1, -1]) + 0.7 = [1.7, 0.7]; S_after(r_after) = [3.7, 2.7]:
+    # c_hat = [2, 2] (the before side's negative part is lost, as a ReLU SAE loses it).
+    c_hat, f = reconstruct.residual_pair(before, after, r_before, r_after, c)
+    assert torch.allclose(c_hat, torch.tensor([[2.0, 2.0]]))
+    assert torch.allclose(f, torch.tensor([[3.0, 2.0, 1.0, 0.0]]))  # after's latents, then before's
+    w = reconstruct.pair_decoder(before, after)
+    assert torch.allclose(w, torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]))
+    # The latents through the pair's decoder give S_after(r_after) - S_before(r_before), biases cancelled.
+    assert torch.allclose(f @ w, after.decode(after.encode(r_after)) - before.decode(before.encode(r_before)))
+
+
+def test_residual_pair_takes_what_else_lies_between_the_saes_exactly():
+    """SAEs at resid_pre L and resid_post L around one head: the other heads and the MLP, which
+    also write between the two points, come from the model as they are, so only the two SAEs'
+    errors reach c_hat."""
+    sae = LinearSae(torch.eye(2), relu=True)
+    r_before, head, rest = torch.tensor([[1.0, -1.0]]), torch.tensor([[0.5, 0.0]]), torch.tensor([[0.0, 4.0]])
+    r_after = r_before + head + rest  # [1.5, 3]: after's error is the bias 0.7; before's is [0.7, 1.7]
+    c_hat, _ = reconstruct.residual_pair(sae, sae, r_before, r_after, head)
+    assert torch.allclose(c_hat, head + torch.tensor([[0.7, 0.7]]) - torch.tensor([[0.7, 1.7]]))  # [0.5, -1]
 
 
 def test_explained_variance_by_hand():

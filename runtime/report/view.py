@@ -236,9 +236,10 @@ def _separated(a: dict | None, b: dict | None) -> bool | None:
 def _site_rows(scored: dict, colors: dict) -> list[Row]:
     rows = []
     for name, entry in scored.items():
-        variants = entry.get("variant_per_site", {})
+        variants, pairs = entry.get("variant_per_site", {}), entry.get("pair_per_site", {})
         for site, scores in entry["scores"]["per_site"].items():
-            row = Row(f"{name} @ {site}" + (f" ({variants[site]})" if site in variants else ""), colors[name])
+            how = variants.get(site, "") + (f" with {pairs[site]['sae']}" if site in pairs else "")
+            row = Row(f"{name} @ {site}" + (f" ({how})" if how else ""), colors[name])
             row.cells = {key: results.at(scores, path) for key, path in PER_SITE}
             rows.append(row)
     return rows

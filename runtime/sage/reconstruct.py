@@ -34,11 +34,27 @@ def residual(sae: SaeLike, r_after: torch.Tensor, c: torch.Tensor) -> tuple[torc
     return sae.decode(f_after) - sae.decode(f_without), f_after - f_without
 
 
-def residual_pair(sae_before: SaeLike, sae_after: SaeLike, r_before: torch.Tensor, r_after: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """SAEs on both sides of the sublayer: c_hat = S_after(r_after) - S_before(r_before). The
-    latents returned are the after-side SAE's (the side whose decoder writes the edit)."""
-    f_after = sae_after.encode(r_after)
-    return sae_after.decode(f_after) - sae_before.decode(sae_before.encode(r_before)), f_after
+def residual_pair(sae_before: SaeLike, sae_after: SaeLike, r_before: torch.Tensor, r_after: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAEs on both sides of the sublayer: c_hat = S_after(r_after) - S_before(r_before).
+
+    That is METHOD.md's formula when the two points bracket exactly this sublayer (r_after -
+    r_before = c). Where they bracket more (the SAEs sit at resid_pre L and resid_post L and c is
+    one head or the MLP of layer L), everything else written in between is taken from the model
+    exactly: c_hat = c + (S_after(r_after) - r_after) - (S_before(r_before) - r_before), which is
+    the same number in the exact case and the only reading that reconstructs c alone otherwise.
+
+    The latents are both SAEs' side by side, the after side's first; `pair_decoder` gives their
+    decoder rows (the before side's negated), so sum_j f_j w_j = (S_after(r_after) - b_after) -
+    (S_before(r_before) - b_before), and sparse control can edit with either SAE's latents."""
+    f_after, f_before = sae_after.encode(r_after), sae_before.encode(r_before)
+    error_after = sae_after.decode(f_after) - r_after
+    error_before = sae_before.decode(f_before) - r_before
+    return c + error_after - error_before, torch.cat([f_after, f_before], dim=-1)
+
+
+def pair_decoder(sae_before: SaeLike, sae_after: SaeLike) -> torch.Tensor:
+    """The decoder rows of `residual_pair`'s latents: the after SAE's, then the before SAE's negated."""
+    return torch.cat([sae_after.W_dec, -sae_before.W_dec.to(sae_after.W_dec.dtype)], dim=0)
 
 
 def explained_variance(a: torch.Tensor, a_hat: torch.Tensor) -> float:
