@@ -12,6 +12,7 @@ assignments for symmetric constraints such as `s != io`, close to it for the oth
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Mapping, Sequence
 
@@ -52,10 +53,10 @@ def domains_of(task: Task) -> dict[str, tuple[Value, ...]]:
 
 def _checks(task: Task, constraints: Sequence[Expr], templates: bool) -> list[tuple[Callable[[Mapping[str, Value]], bool], frozenset[str]]]:
     """Each constraint with the variables it reads; a template's guard is a constraint on `template`."""
-    out = [(holds(task, c), frozenset(free_variables(c))) for c in constraints]
+    out = [(holds(task, c), reads(c)) for c in constraints]
     if not templates:
         return out
-    guard_vars = frozenset(n for t in task.templates if t.guard is not None for n in free_variables(t.guard))
+    guard_vars = frozenset(n for t in task.templates if t.guard is not None for n in reads(t.guard))
 
     def guard_holds(env: Mapping[str, Value]) -> bool:
         guard = task.templates[env[TEMPLATE_VARIABLE]].guard
@@ -63,6 +64,12 @@ def _checks(task: Task, constraints: Sequence[Expr], templates: bool) -> list[tu
 
     out.append((guard_holds, guard_vars | {TEMPLATE_VARIABLE}))
     return out
+
+
+@functools.cache
+def reads(expr: Expr) -> frozenset[str]:
+    """The variables an expression reads; asked once per search, that is per prompt and twin."""
+    return frozenset(free_variables(expr))
 
 
 def holds(task: Task, expr: Expr) -> Callable[[Mapping[str, Value]], bool]:

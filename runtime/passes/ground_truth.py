@@ -116,7 +116,7 @@ def fit(ps: PromptSet, trace: Artifact, sites: Sequence[str], attributes: Sequen
 def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     params: GroundTruthParams = node.params
     sample_id, locate_id, trace_id = node.inputs
-    ps = prompt_set(inputs[sample_id])
+    ps = prompt_set(ctx, inputs, sample_id)
     sites = [common.site_name(s) for s in selected_sites(inputs[locate_id])]
     if not sites:
         raise ValueError("locate selected no cross-section, so there is nothing to fit a dictionary at")

@@ -98,7 +98,7 @@ def patch_effects(ctx, loaded, ps: PromptSet, rows: Sequence[int], sites: Sequen
 def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     params: LocateParams = node.params
     spec = params.locate
-    ps = prompt_set(inputs[node.inputs[0]])
+    ps = prompt_set(ctx, inputs, node.inputs[0])
     loaded = common.loaded_model(ctx, params.model)
     locations = candidates(spec.components, spec.layers, loaded.arch)
     names = list(spec.positions)

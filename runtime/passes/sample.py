@@ -19,5 +19,8 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     return Artifact({"prompt_set": meta, "summary": prompts.summary(examples=2)}, tensors)
 
 
-def prompt_set(artifact: Artifact) -> PromptSet:
-    return PromptSet.from_artifact(artifact.tensors, artifact.meta["prompt_set"])
+def prompt_set(ctx, inputs: dict[str, Artifact], sample_id: str) -> PromptSet:
+    """The prompt set of the sample node `sample_id`, rebuilt from its artifact once per run:
+    every later pass of the run reads it."""
+    artifact = inputs[sample_id]
+    return ctx.resource("prompt set", sample_id, lambda: PromptSet.from_artifact(artifact.tensors, artifact.meta["prompt_set"]))

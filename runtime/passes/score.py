@@ -98,7 +98,7 @@ def _partners(params: ScoreParams, load) -> dict[Location, LoadedSae]:
 def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     params: ScoreParams = node.params
     sample_id, locate_id, trace_id, gt_id = node.inputs
-    ps = prompt_set(inputs[sample_id])
+    ps = prompt_set(ctx, inputs, sample_id)
     trace, gt = inputs[trace_id], inputs[gt_id]
     loaded = common.loaded_model(ctx, params.model)
     from runtime.saes import check_fits, load_sae

@@ -38,7 +38,7 @@ def key(group: str, site: CrossSection | str) -> str:
 
 def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     params: TraceParams = node.params
-    ps = prompt_set(inputs[node.inputs[0]])
+    ps = prompt_set(ctx, inputs, node.inputs[0])
     located: list[CrossSection] = []
     for locate_id in node.inputs[1:]:
         located += [s for s in selected_sites(inputs[locate_id]) if s not in located]
