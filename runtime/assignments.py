@@ -12,12 +12,11 @@ assignments for symmetric constraints such as `s != io`, close to it for the oth
 
 from __future__ import annotations
 
-import functools
 import random
 from collections.abc import Callable, Mapping, Sequence
 
 from sagec.diagnostics import SpecError
-from sagec.expr import EvaluationError, free_variables, truth
+from sagec.expr import EvaluationError, compiled, free_variables, reads
 from sagec.fmt import quote
 from sagec.names import TEMPLATE_VARIABLE
 from sagec.spec import Arith, BoolOp, Compare, Const, Expr, Not, Task, Value, ValueList, Var
@@ -66,16 +65,12 @@ def _checks(task: Task, constraints: Sequence[Expr], templates: bool) -> list[tu
     return out
 
 
-@functools.cache
-def reads(expr: Expr) -> frozenset[str]:
-    """The variables an expression reads; asked once per search, that is per prompt and twin."""
-    return frozenset(free_variables(expr))
-
-
 def holds(task: Task, expr: Expr) -> Callable[[Mapping[str, Value]], bool]:
+    evaluate = compiled(expr)
+
     def check(env: Mapping[str, Value]) -> bool:
         try:
-            return truth(expr, env)
+            return bool(evaluate(env))
         except EvaluationError as e:
             raise SpecError.at(task.origin, f"in task {task.name}, `{show(expr)}` cannot be evaluated: {e}") from None
 

@@ -31,7 +31,8 @@ from runtime.passes.sample import prompt_set
 from runtime.prompts import Prompt, PromptSet
 from runtime.sage.selection import margin, select, select_family, shares, spearman
 
-CHUNK = 32  # prompts per attribution chunk: bounds memory for hundreds of candidates
+CHUNK_MEMORY = 256 << 20  # bytes of candidate activations and gradients one attribution chunk may hold
+MAX_CHUNK = 512
 VERIFY_PROMPTS = 32  # train prompts each verification patch runs on
 
 
@@ -53,12 +54,20 @@ def families(ps: PromptSet) -> dict[str, tuple[Prompt, ...]]:
     return {name: group for name, group in ps.groups().items() if name != "clean"}
 
 
+def chunk_size(locations: Sequence[Location], names: Sequence[str], arch) -> int:
+    """Prompts per attribution chunk: as many as keep the clean activations, their gradients and
+    one family's activations at every candidate within CHUNK_MEMORY (hundreds of candidates on a
+    real model mean small chunks; a small search space, one long batch)."""
+    per_prompt = 3 * 4 * len(names) * sum(arch.width(loc) for loc in locations)
+    return max(1, min(MAX_CHUNK, CHUNK_MEMORY // max(per_prompt, 1)))
+
+
 def attribution(ctx, loaded, ps: PromptSet, rows: Sequence[int], locations: Sequence[Location], names: Sequence[str]) -> dict[str, torch.Tensor]:
     """attr per family, shape (len(locations) * len(names),) in (location, position) order."""
     fams = families(ps)
     sums = {f: torch.zeros(len(locations), len(names), dtype=torch.float64) for f in fams}
     with ctx.reporter.track("attribution", total=len(rows) * (1 + len(fams))) as bar:
-        for chunk in common.chunks(list(rows), CHUNK):
+        for chunk in common.chunks(list(rows), chunk_size(locations, names, loaded.arch)):
             clean = [ps.prompts[i] for i in chunk]
             c = common.collect_with_grads(ctx, loaded, clean, names, locations)
             bar.advance(len(chunk))
