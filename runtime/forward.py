@@ -52,15 +52,14 @@ class Padded:
 
 
 def pad_left(token_ids: Sequence[Sequence[int]], pad_id: int) -> Padded:
-    lengths = torch.tensor([len(t) for t in token_ids], dtype=torch.long)
-    if len(lengths) == 0 or int(lengths.min()) == 0:
+    sizes = [len(t) for t in token_ids]
+    if not sizes or min(sizes) == 0:
         raise ValueError("pad_left needs at least one prompt and no empty prompt")
-    width = int(lengths.max())
-    ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(token_ids), width), dtype=torch.long)
-    for i, row in enumerate(token_ids):
-        ids[i, width - len(row) :] = torch.as_tensor(row, dtype=torch.long)
-        mask[i, width - len(row) :] = 1
+    width = max(sizes)
+    # One tensor from one flat list: a copy per row costs more than the forward on a tiny model.
+    ids = torch.tensor([x for row in token_ids for x in ([pad_id] * (width - len(row)) + list(row))], dtype=torch.long).view(len(sizes), width)
+    lengths = torch.tensor(sizes, dtype=torch.long)
+    mask = (torch.arange(width) >= (width - lengths)[:, None]).long()
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
     return Padded(ids, mask, position_ids, width - lengths, lengths)
 
@@ -126,10 +125,11 @@ def patched_logits(
     out = []
     order, batches = _batches(token_ids, batch_size or loaded.batch_size)
     model = loaded.model
+    positions = [torch.as_tensor(p.positions, dtype=torch.long) for p in patches]
     with _session(loaded):
         for rows in batches:
             padded = pad_left([token_ids[i] for i in rows], _pad_id(loaded))
-            writes = _writes(patches, rows, padded, loaded)
+            writes = _writes(patches, positions, rows, padded, loaded)
             ids, kwargs = _inputs(padded, loaded)
             with torch.no_grad(), model.trace(ids, **kwargs):
                 access(model, loaded.arch, (), writes)
@@ -276,9 +276,12 @@ def _check_positions(token_ids: Sequence[Sequence[int]], positions: Sequence[int
     """Name the prompt (by its index in the caller's list) whose position does not exist."""
     if len(positions) != len(token_ids):
         raise ValueError(f"{what} has {len(positions)} entries for {len(token_ids)} prompts")
-    for i, (pos, ids) in enumerate(zip(torch.as_tensor(positions).tolist(), token_ids)):
-        if not -len(ids) <= pos < len(ids):
-            raise IndexError(f"{what} {pos} is outside prompt {i}, which has {len(ids)} tokens")
+    pos = torch.as_tensor(positions, dtype=torch.long)
+    lengths = torch.tensor([len(ids) for ids in token_ids], dtype=torch.long)
+    bad = ((pos < -lengths) | (pos >= lengths)).nonzero()
+    if len(bad):
+        i = int(bad[0])
+        raise IndexError(f"{what} {int(pos[i])} is outside prompt {i}, which has {int(lengths[i])} tokens")
 
 
 def _check_patches(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], patches: Sequence[Patch]) -> None:
@@ -291,9 +294,11 @@ def _check_patches(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], patc
         _check_positions(token_ids, p.positions, f"patch of {p.location}: position")
 
 
-def _writes(patches: Sequence[Patch], rows: list[int], padded: Padded, loaded: LoadedModel) -> list[Write]:
-    return [Write(p.location, padded.columns(torch.as_tensor(p.positions)[rows], f"{p.location} position"), p.values[rows].to(loaded.device))
-            for p in patches]
+def _writes(patches: Sequence[Patch], positions: Sequence[torch.Tensor], rows: list[int], padded: Padded, loaded: LoadedModel) -> list[Write]:
+    """The patches restricted to one batch; `positions` are the patches' positions as tensors."""
+    index = torch.as_tensor(rows, dtype=torch.long)
+    return [Write(p.location, padded.columns(at[index], f"{p.location} position"), p.values[index].to(loaded.device))
+            for p, at in zip(patches, positions, strict=True)]
 
 
 def _session(loaded: LoadedModel):

@@ -8,6 +8,7 @@ the resampled column means, and take the percentile interval. A statistic that i
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -55,9 +56,16 @@ def resample(columns: Mapping[str, torch.Tensor], statistic: Statistic, *, seed:
         return math.nan, torch.zeros(0, dtype=torch.float64), 0
     data = {k: v.detach().to(torch.float64) for k, v in columns.items()}
     point = float(statistic({k: v.mean().reshape(1) for k, v in data.items()})[0])
-    generator = torch.Generator().manual_seed(seed)
-    index = torch.randint(0, n, (n_boot, n), generator=generator)
+    index = _resamples(seed, n, n_boot)
     return point, statistic({k: v[index].mean(dim=1) for k, v in data.items()}), n
+
+
+@functools.lru_cache(maxsize=8)
+def _resamples(seed: int, n: int, n_boot: int) -> torch.Tensor:
+    """(n_boot, n) prompt indices drawn with replacement; the hundreds of estimates over one set
+    of prompts share them (read only)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, n, (n_boot, n), generator=generator)
 
 
 def bootstrap(columns: Mapping[str, torch.Tensor], statistic: Statistic, *, seed: int = 0, n_boot: int = N_BOOT, level: float = LEVEL) -> Estimate:
