@@ -50,6 +50,14 @@ def test_tiny_model_solves_its_task_on_held_out_prompts(tiny_models, model: str,
     assert result.mean_metric > 0
 
 
+def test_every_task_of_the_library_has_a_zoo_model_trained_on_it():
+    from runtime.zoo.tasks import library
+
+    trained = {t for recipe in TINY.values() for t in recipe.tasks}
+    assert set(library()) <= trained, f"no tiny zoo model for {sorted(set(library()) - trained)}"
+    assert "ioi" in trained
+
+
 def test_held_out_prompts_share_no_place_or_frame_with_training():
     train = examples(IOI, "train", 512)
     test = examples(IOI, "test", 128)

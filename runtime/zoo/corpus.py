@@ -7,6 +7,8 @@ Everything here is produced offline, by the project itself:
 - the model's own text: continuations the model samples (temperature 1, top-k 50, seeded) from
   varied short starts: the first one to four words of task prompts, and, for a model whose
   tokenizer knows them, generic openings ("Once upon a time", "The city of", ...).
+- for a model trained on them (tiny-induction), random sequences of its vocabulary's words
+  followed by their repeat, the rows runtime/zoo/tiny.py teaches copying with.
 The mix keeps the SAE's inputs on the task's distribution (where SAGE scores it) without being
 only that distribution, as an SAE trained on a broad corpus would be.
 
@@ -47,6 +49,7 @@ class CorpusRecipe:
     new_tokens: int  # length of each continuation
     seed: int = 0
     batch_size: int = 32
+    copy_rows: int = 0  # random word sequences and their repeat, as runtime/zoo/tiny.py trains on
 
 
 def task_texts(tasks: Sequence[Task], n: int) -> list[str]:
@@ -88,6 +91,12 @@ def build_corpus(hf_model, tokenizer, recipe: CorpusRecipe, tasks: Sequence[Task
             rows.append(_until_pad(ids, tokenizer.pad_token_id, len(mask) - int((mask == 0).sum())))
         if progress is not None:
             progress(len(chunk))
+    if recipe.copy_rows:
+        from runtime.zoo.tiny import copy_rows
+
+        specials = set(tokenizer.all_special_ids)
+        words = [i for i in sorted(tokenizer.get_vocab().values()) if i not in specials]
+        rows += [r.ids for r in copy_rows(words, recipe.copy_rows, random.Random(f"sagec-zoo-corpus-copy:{recipe.seed}"))]
     return [r for r in rows if len(r) > 1]
 
 

@@ -56,6 +56,11 @@ PLANS: dict[str, SaePlan] = {
                         CorpusRecipe(prompts=2048, generated=256, new_tokens=20), committed=True),
     "tiny-tasks": SaePlan("tiny-tasks", _residual(TINY["tiny-tasks"].n_layer, []), Budget(steps=400, batch_size=512, lr=2e-3),
                           CorpusRecipe(prompts=2048, generated=256, new_tokens=20), committed=True, tasks=TINY["tiny-tasks"].tasks),
+    # The corpus repeats random word sequences too, as the model's training did: they carry
+    # words only held-out templates use, which the SAEs would otherwise never see.
+    "tiny-induction": SaePlan("tiny-induction", _residual(TINY["tiny-induction"].n_layer, []), Budget(steps=400, batch_size=512, lr=2e-3),
+                              CorpusRecipe(prompts=2048, generated=256, new_tokens=20, copy_rows=1024), committed=True,
+                              tasks=TINY["tiny-induction"].tasks),
     # Sized for a first `sagec run` on 2 CPU cores: about 10k tokens of corpus, widths half the
     # tiny models' multiples (2x d_model for relu-l1 and TopK), 200 steps of 512.
     SMOLLM2: SaePlan(SMOLLM2, _residual(30, range(30)), Budget(steps=200, batch_size=512, lr=2e-3, width_scale=0.5),
