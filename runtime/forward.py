@@ -314,10 +314,13 @@ def _session(loaded: LoadedModel):
 
 def _inputs(padded: Padded, loaded: LoadedModel) -> tuple[torch.Tensor, dict]:
     device = loaded.device
-    # logits_to_keep=1: only the final position's logits are ever used, and the unembedding of
-    # every position would dominate the cost for large vocabularies.
+    # Only the final position's logits are ever used, and the unembedding of every position would
+    # dominate the cost for large vocabularies. Given as a tensor (the last column's index) rather
+    # than the int 1: nnsight then hands the batch to the model as one call, instead of splitting
+    # it into rows and collating them again in Python (about 6% of a tiny model's forward).
     return padded.input_ids.to(device), {"attention_mask": padded.attention_mask.to(device),
-                                         "position_ids": padded.position_ids.to(device), "logits_to_keep": 1}
+                                         "position_ids": padded.position_ids.to(device),
+                                         "logits_to_keep": torch.tensor([padded.input_ids.shape[1] - 1], device=device)}
 
 
 def _pad_id(loaded: LoadedModel) -> int:

@@ -123,10 +123,16 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     dictionaries = fit(ps, inputs[trace_id], sites, params.attributes, params.ground_truth.method)
     loaded = common.loaded_model(ctx, params.model)
     data = test_data(ps, inputs[trace_id], sites, params.attributes)
-    validation = validate(ctx, loaded, data, dictionaries)
+    validation = supervised(ctx, node.id, sites, lambda: validate(ctx, loaded, data, dictionaries))
     tensors, codes_meta = dictionaries_to_tensors(dictionaries)
     meta = {"method": params.ground_truth.method, "sites": sites, "codes": codes_meta, "validation": validation.to_json()}
     return Artifact(meta, tensors)
+
+
+def supervised(ctx, gt_id: str, sites: Sequence[str], compute) -> SupervisedValidation:
+    """The validation of ground truth `gt_id`'s dictionaries at `sites`, computed once per run:
+    every SAE that serves exactly these sites is scored against the same reference."""
+    return ctx.resource("supervised", f"{gt_id}|{','.join(sites)}", compute)
 
 
 def validate(ctx, loaded, data: TestData, dictionaries: Mapping[str, Dictionary]) -> SupervisedValidation:

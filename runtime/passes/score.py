@@ -31,7 +31,7 @@ from sagec.plan import Node, ScoreParams
 
 from runtime.cache import Artifact
 from runtime.passes import common
-from runtime.passes.ground_truth import dictionaries_from, patcher, test_data, validate
+from runtime.passes.ground_truth import dictionaries_from, patcher, supervised, test_data, validate
 from runtime.passes.sample import prompt_set
 from runtime.passes.trace import key
 from runtime.sage import reconstruct
@@ -148,16 +148,17 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
         twin_f = {a: latents(f"twin:{a}", s)[1] for a in params.attributes}
         w_dec = reconstruct.pair_decoder(pairs[s][1].sae, sae.sae) if s in pairs else sae.sae.W_dec
         sae_sites[s] = SaeSite(a_hat=a_hat, f=f, twin_f=twin_f, w_dec=w_dec.detach())
-    # SAEs that serve the same cross-sections share one supervised reference within a run.
-    supervised = ctx.resource("supervised", f"{gt_id}|{','.join(sites)}", lambda: validate(ctx, loaded, data, dictionaries))
-    scores = score_sae(sae_sites, supervised=supervised, acts=data.acts, twin_acts=data.twin_acts, values=data.values,
+    # SAEs that serve the same cross-sections share one supervised reference within a run (the
+    # ground-truth pass's own, when they serve all its cross-sections).
+    reference = supervised(ctx, gt_id, sites, lambda: validate(ctx, loaded, data, dictionaries))
+    scores = score_sae(sae_sites, supervised=reference, acts=data.acts, twin_acts=data.twin_acts, values=data.values,
                        clean=data.clean, patched=patcher(ctx, loaded, data.prompts), dictionaries=dictionaries)
     meta = {
         "sae": identity,
         "sites": sites,
         "variant_per_site": {s: how[s] for s in sites},
         "scores": scores.to_json(),
-        "supervised_on_same_sites": supervised.to_json(),
+        "supervised_on_same_sites": reference.to_json(),
     }
     if pairs:
         meta["pair_per_site"] = {s: {"sae": partner.name, "location": str(partner.location)} for s, (_, partner) in pairs.items()}
