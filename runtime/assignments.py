@@ -289,7 +289,13 @@ def twin(
 
 
 def applicable(task: Task, env: Mapping[str, Value]) -> list[int]:
-    return [i for i, t in enumerate(task.templates) if t.guard is None or holds(task, t.guard)(env)]
+    try:
+        return [i for i, t in enumerate(task.templates) if t.guard is None or compiled(t.guard)(env)]
+    except EvaluationError:
+        for t in task.templates:  # `holds` names the guard that cannot be evaluated
+            if t.guard is not None:
+                holds(task, t.guard)(env)
+        raise
 
 
 def _parallel_templates(task: Task, original: Mapping[str, Value], env: Mapping[str, Value]) -> list[int]:

@@ -109,10 +109,24 @@ def _compile(expr: Expr) -> Evaluator:
             return test
         case BoolOp("and", operands):
             parts = tuple(_compile(o) for o in operands)
-            return lambda env: all(bool(part(env)) for part in parts)
+
+            def conjunction(env: Mapping[str, Value]) -> bool:
+                for part in parts:
+                    if not part(env):
+                        return False
+                return True
+
+            return conjunction
         case BoolOp("or", operands):
             parts = tuple(_compile(o) for o in operands)
-            return lambda env: any(bool(part(env)) for part in parts)
+
+            def disjunction(env: Mapping[str, Value]) -> bool:
+                for part in parts:
+                    if part(env):
+                        return True
+                return False
+
+            return disjunction
         case Not(operand):
             inner = _compile(operand)
             return lambda env: not inner(env)
