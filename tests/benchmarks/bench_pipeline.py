@@ -1,14 +1,19 @@
 """Pipeline benchmark (not collected by pytest): how `sagec run` scales with SAEs and prompts.
 
-    python tests/benchmarks/bench_pipeline.py [--ks 1,2,4,8] [--ns 128,512,2048]
+    python tests/benchmarks/bench_pipeline.py [--ks 1,2,4,8] [--ns 128,512,2048] [--repeats 2]
+    python tests/benchmarks/bench_pipeline.py --model smollm2-135m --ks 1,4 --ns 128,256
 
-For every K SAEs x N prompts it runs (twice by default, showing the faster) specs/ioi-tiny.sage (the zoo's trained tiny-ioi and its
-committed residual SAEs) in a fresh process and a fresh cache, with N prompts, the search
-limited to layer 2 and K SAEs at resid_post 2 (the four kinds in turn, repeated under new names
-beyond four), so every SAE serves every located cross-section. It prints, per pass, wall time;
-the model forward/backward prompt-passes; the total; the time the same prompt-passes take as
-bare HF forwards and backwards of the run's own prompts (batched as the run batches them,
-without nnsight or any bookkeeping); their ratio; and the process's peak memory.
+For every K SAEs x N prompts it runs the IOI task of specs/ioi-tiny.sage on the zoo's trained
+tiny-ioi with its committed residual SAEs (or that of specs/ioi.sage on the real SmolLM2-135M)
+in a fresh process and a fresh cache, `--repeats` times, showing the fastest run. The search is
+limited to one layer and the K SAEs sit at that layer's resid_post (the four kinds in turn,
+repeated under new names beyond four), so every SAE serves every located cross-section. It
+prints, per pass, wall time; the model forward/backward prompt-passes; the total; the time the
+same prompt-passes take as bare HF forwards and backwards of the run's own prompts (batched as
+the run batches them, without nnsight or any bookkeeping; a final-token pass counts as a
+forward's share of one token); their ratio; and the process's peak memory. Importing torch,
+transformers, nnsight and sae_lens (the same few seconds for every K and N, and paid by the bare
+passes too) is timed apart.
 
 Goals (issue 5): trace, locate and ground-truth passes do not grow with K; memory flat in N;
 total within 1.5x of the bare passes.
@@ -28,19 +33,26 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("topk-k8", "relu-l1", "topk-k32", "weak")
+# model -> (the spec whose model, vocabularies and task are reused, its first SAE line, its
+# `samples` line, the layer searched and read by the SAEs, the model's own class for the imports)
+MODELS = {
+    "tiny-ioi": ("ioi-tiny.sage", "sae l1[l]", "samples 512 seed 0", 2, "tiny", "GPT2LMHeadModel"),
+    "smollm2-135m": ("ioi.sage", "sae l1[l]", "samples 256 seed 0", 23, "smol", "LlamaForCausalLM"),
+}
 
 
-def spec_text(k: int, n: int) -> str:
-    text = (ROOT / "specs" / "ioi-tiny.sage").read_text()
-    text = text[: text.index("sae l1[l]")]  # keep model, vocabs and task
-    text = text.replace("samples 512 seed 0", f"samples {n} seed 0")
-    saes = "".join(f'sae s{i} {{\n  source zoo "tiny-ioi/{KINDS[i % 4]}/resid_post.2"\n}}\n' for i in range(k))
+def spec_text(k: int, n: int, model: str = "tiny-ioi") -> str:
+    source, first_sae, samples, layer, name, _ = MODELS[model]
+    text = (ROOT / "specs" / source).read_text()
+    text = text[: text.index(first_sae)]  # keep model, vocabs and task
+    text = text.replace(samples, f"samples {n} seed 0")
+    saes = "".join(f'sae s{i} {{\n  source zoo "{model}/{KINDS[i % 4]}/resid_post.{layer}"\n}}\n' for i in range(k))
     uses = ", ".join(f"s{i}" for i in range(k))
     return text + saes + f"""
 eval bench {{
-  model tiny
+  model {name}
   task ioi
-  locate {{ method attribution  components heads, mlp  layers 2  positions s2, end  select top 4  verify patching }}
+  locate {{ method attribution  components heads, mlp  layers {layer}  positions s2, end  select top 4  verify patching }}
   ground_truth {{ method mean  validate sufficiency, necessity, control }}
   saes {uses} reconstruct residual
   report "out" as json
@@ -48,7 +60,7 @@ eval bench {{
 """
 
 
-def one_run(folder: Path, k: int, n: int) -> dict:
+def one_run(folder: Path, k: int, n: int, model: str) -> dict:
     """Runs in a child process: the pipeline once, timed per node, with counters and peak RSS."""
     sys.path.insert(0, str(ROOT))
     # The libraries' own import time (seconds, the same for every K and N, and not paid by the
@@ -56,7 +68,9 @@ def one_run(folder: Path, k: int, n: int) -> dict:
     started = time.perf_counter()
     import nnsight  # noqa: F401
     import sae_lens  # noqa: F401
-    from transformers import GPT2LMHeadModel  # noqa: F401
+    import transformers
+
+    getattr(transformers, MODELS[model][5])
 
     import runtime.passes  # noqa: F401
     import runtime.saes  # noqa: F401
@@ -68,7 +82,7 @@ def one_run(folder: Path, k: int, n: int) -> dict:
     imports = time.perf_counter() - started
 
     spec_path = folder / "bench.sage"
-    spec_path.write_text(spec_text(k, n))
+    spec_path.write_text(spec_text(k, n, model))
     spec = load_spec(str(spec_path))
     started = time.perf_counter()
     summary = run_spec(spec, cache_dir=folder / "cache", out_dir=folder / "out", reporter=Reporter("quiet"))
@@ -128,20 +142,23 @@ def main() -> None:
     parser.add_argument("--ks", default="1,2,4,8")
     parser.add_argument("--ns", default="128,512,2048")
     parser.add_argument("--repeats", type=int, default=2, help="runs per configuration; the fastest is shown")
+    parser.add_argument("--model", default="tiny-ioi", choices=sorted(MODELS),
+                        help="tiny-ioi (default), or smollm2-135m (the real model: minutes per run; its SAEs are built on first use)")
     parser.add_argument("--child", nargs=3, metavar=("FOLDER", "K", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(one_run(Path(args.child[0]), int(args.child[1]), int(args.child[2]))))
+        print(json.dumps(one_run(Path(args.child[0]), int(args.child[1]), int(args.child[2]), args.model)))
         return
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
-    print("tiny-ioi (zoo), specs/ioi-tiny.sage's task, K SAEs at resid_post 2, N prompts (a quarter of them test)")
+    source, _, _, layer, _, _ = MODELS[args.model]
+    print(f"{args.model} (zoo), specs/{source}'s task, K SAEs at resid_post {layer}, N prompts")
     print(f"{'K':>2} {'N':>5} | {'sample':>6} {'locate':>6} {'trace':>6} {'gt':>6} {'score':>6} | {'fwd':>7} {'bwd':>5} {'final':>7} | {'import':>6} {'total s':>7} {'bare s':>7} {'ratio':>5} | {'peak MB':>7}")
     for n in (int(x) for x in args.ns.split(",")):
         for k in (int(x) for x in args.ks.split(",")):
             runs = []
             for _ in range(args.repeats):
                 with tempfile.TemporaryDirectory() as tmp:
-                    out = subprocess.run([sys.executable, __file__, "--child", tmp, str(k), str(n)], env=env, capture_output=True, text=True, cwd=ROOT)
+                    out = subprocess.run([sys.executable, __file__, "--model", args.model, "--child", tmp, str(k), str(n)], env=env, capture_output=True, text=True, cwd=ROOT)
                 if out.returncode != 0:
                     print(f"K={k} N={n} failed:\n{out.stderr[-2000:]}")
                     break
