@@ -7,8 +7,9 @@ Everything here is produced offline, by the project itself:
 - the model's own text: continuations the model samples (temperature 1, top-k 50, seeded) from
   varied short starts: the first one to four words of task prompts, and, for a model whose
   tokenizer knows them, generic openings ("Once upon a time", "The city of", ...).
-- for a model trained on them (tiny-induction), random sequences of its vocabulary's words
-  followed by their repeat, the rows runtime/zoo/tiny.py teaches copying with.
+- where the plan asks for them (tiny-induction), random sequences of the vocabulary's words
+  followed by their repeat: the rows runtime/zoo/tiny.py teaches copying with, here drawn from
+  every word, held-out templates' words included.
 The mix keeps the SAE's inputs on the task's distribution (where SAGE scores it) without being
 only that distribution, as an SAE trained on a broad corpus would be.
 

@@ -56,8 +56,8 @@ PLANS: dict[str, SaePlan] = {
                         CorpusRecipe(prompts=2048, generated=256, new_tokens=20), committed=True),
     "tiny-tasks": SaePlan("tiny-tasks", _residual(TINY["tiny-tasks"].n_layer, []), Budget(steps=400, batch_size=512, lr=2e-3),
                           CorpusRecipe(prompts=2048, generated=256, new_tokens=20), committed=True, tasks=TINY["tiny-tasks"].tasks),
-    # The corpus repeats random word sequences too, as the model's training did: they carry
-    # words only held-out templates use, which the SAEs would otherwise never see.
+    # The corpus also repeats random sequences of every vocabulary word: words that only held-out
+    # templates use are in no training row, so the SAEs would otherwise never see them.
     "tiny-induction": SaePlan("tiny-induction", _residual(TINY["tiny-induction"].n_layer, []), Budget(steps=400, batch_size=512, lr=2e-3),
                               CorpusRecipe(prompts=2048, generated=256, new_tokens=20, copy_rows=1024), committed=True,
                               tasks=TINY["tiny-induction"].tasks),
