@@ -20,6 +20,7 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
         prompts = build_prompt_set(params.task, tokenizer)
         tensors, meta = prompts.to_artifact()
     ctx.reporter.detail(f"{node.id}: {len(prompts.prompts)} prompts, twins {', '.join(prompts.groups())}")
+    ctx.resource("prompt set", node.id, lambda: prompts)  # equal to its artifact's, so later passes need not parse it
     return Artifact({"prompt_set": meta, "summary": prompts.summary(examples=2)}, tensors)
 
 
