@@ -50,8 +50,21 @@ def domains_of(task: Task) -> dict[str, tuple[Value, ...]]:
     return out
 
 
-def _checks(task: Task, constraints: Sequence[Expr], templates: bool) -> list[tuple[Callable[[Mapping[str, Value]], bool], frozenset[str]]]:
+Check = tuple[Callable[[Mapping[str, Value]], bool], frozenset[str]]
+_LAST_CHECKS: list[tuple[Task, Sequence[Expr], bool, list[Check]]] = []  # by identity: a search per prompt and twin asks again
+
+
+def _checks(task: Task, constraints: Sequence[Expr], templates: bool) -> list[Check]:
     """Each constraint with the variables it reads; a template's guard is a constraint on `template`."""
+    for t, c, g, found in _LAST_CHECKS:
+        if t is task and c is constraints and g == templates:
+            return found
+    found = _make_checks(task, constraints, templates)
+    _LAST_CHECKS[:] = [(task, constraints, templates, found), *_LAST_CHECKS[:3]]
+    return found
+
+
+def _make_checks(task: Task, constraints: Sequence[Expr], templates: bool) -> list[Check]:
     out = [(holds(task, c), reads(c)) for c in constraints]
     if not templates:
         return out

@@ -328,8 +328,13 @@ def _occurrences(value: str, text: str, spans: Sequence[tuple[int, int]]) -> lis
     start = text.find(value)
     while start != -1:
         end = start + len(value)
-        splits = any(s < start < e or s < end < e for s, e in spans)
-        covering = [i for i, (s, e) in enumerate(spans) if s < end and e > start and e > s]
+        splits, covering = False, []
+        for i, (s, e) in enumerate(spans):  # one pass: is a token cut, and which tokens cover it
+            if s < start < e or s < end < e:
+                splits = True
+                break
+            if s < end and e > start and e > s:
+                covering.append(i)
         if not splits and covering:
             glued = (value[0].isalnum() and start > 0 and text[start - 1].isalnum()) or (value[-1].isalnum() and end < len(text) and text[end].isalnum())
             (inside if glued else words).append(covering)
