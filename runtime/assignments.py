@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from sagec.diagnostics import SpecError
 from sagec.expr import EvaluationError, compiled, free_variables, reads
@@ -50,18 +51,27 @@ def domains_of(task: Task) -> dict[str, tuple[Value, ...]]:
     return out
 
 
+T = TypeVar("T")
 Check = tuple[Callable[[Mapping[str, Value]], bool], frozenset[str]]
-_LAST_CHECKS: list[tuple[Task, Sequence[Expr], bool, list[Check]]] = []  # by identity: a search per prompt and twin asks again
+_RECENT: dict[str, list[tuple[tuple, Any]]] = {"checks": [], "applicable": []}
+
+
+def _recent(kind: str, key: tuple, make: Callable[[], T]) -> T:
+    """What `make` gives for `key`, kept for the last few keys of this kind. Keys compare by
+    identity: a search runs per prompt and twin with the same task, and hashing a task costs more
+    than the search."""
+    table = _RECENT[kind]
+    for known, value in table:
+        if len(known) == len(key) and all(a is b for a, b in zip(known, key)):
+            return value
+    value = make()
+    table[:] = [(key, value), *table[:3]]
+    return value
 
 
 def _checks(task: Task, constraints: Sequence[Expr], templates: bool) -> list[Check]:
     """Each constraint with the variables it reads; a template's guard is a constraint on `template`."""
-    for t, c, g, found in _LAST_CHECKS:
-        if t is task and c is constraints and g == templates:
-            return found
-    found = _make_checks(task, constraints, templates)
-    _LAST_CHECKS[:] = [(task, constraints, templates, found), *_LAST_CHECKS[:3]]
-    return found
+    return _recent("checks", (task, constraints, templates), lambda: _make_checks(task, constraints, templates))
 
 
 def _make_checks(task: Task, constraints: Sequence[Expr], templates: bool) -> list[Check]:
@@ -301,9 +311,22 @@ def twin(
     return found
 
 
-def applicable(task: Task, env: Mapping[str, Value]) -> list[int]:
+def applicable(task: Task, env: Mapping[str, Value]) -> tuple[int, ...]:
+    """The templates whose guards hold in `env`. Guards read a few variables (an order, a frame),
+    and twins ask again and again, so the answer is kept per value of those variables."""
+    names, known = _recent("applicable", (task,), lambda: (tuple(sorted({n for t in task.templates if t.guard is not None for n in reads(t.guard)})), {}))
+    key = tuple(env.get(n, _UNBOUND) for n in names)
+    if key not in known:
+        known[key] = _applicable(task, env)
+    return known[key]
+
+
+_UNBOUND = object()
+
+
+def _applicable(task: Task, env: Mapping[str, Value]) -> tuple[int, ...]:
     try:
-        return [i for i, t in enumerate(task.templates) if t.guard is None or compiled(t.guard)(env)]
+        return tuple(i for i, t in enumerate(task.templates) if t.guard is None or compiled(t.guard)(env))
     except EvaluationError:
         for t in task.templates:  # `holds` names the guard that cannot be evaluated
             if t.guard is not None:
