@@ -145,9 +145,11 @@ def search(
         env.pop(name, None)
         return False
 
-    if not extend(len(fixed)):
-        return None
-    return {n: env[n] for n in domains}
+    try:
+        found = extend(len(fixed))
+    finally:
+        extend = None  # type: ignore[assignment]  # it calls itself through this name: a reference cycle per search
+    return {n: env[n] for n in domains} if found else None
 
 
 def shuffled(domains: Mapping[str, Sequence[Value]], rng: random.Random) -> Candidates:

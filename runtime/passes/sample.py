@@ -16,7 +16,7 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     from runtime.models import load_tokenizer
 
     tokenizer = ctx.resource("tokenizer", params.model.name, lambda: load_tokenizer(params.model))
-    with fewer_collections():
+    with collector_paused():
         prompts = build_prompt_set(params.task, tokenizer)
         tensors, meta = prompts.to_artifact()
     ctx.reporter.detail(f"{node.id}: {len(prompts.prompts)} prompts, twins {', '.join(prompts.groups())}")
@@ -25,16 +25,18 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
 
 
 @contextmanager
-def fewer_collections():
+def collector_paused():
     """Python's cycle collector, at its default of a collection every 700 new objects, spends a
-    quarter of this pass scanning the prompts it has already built; the pass makes no cycles
-    worth collecting sooner than every 10,000 objects."""
-    old = gc.get_threshold()
-    gc.set_threshold(10_000, *old[1:])
+    third of this pass scanning the prompts it has already built. The pass makes no reference
+    cycles (runtime/assignments.search breaks the one it had), so reference counting frees all
+    its garbage and the collector can rest until it ends."""
+    was_enabled = gc.isenabled()
+    gc.disable()
     try:
         yield
     finally:
-        gc.set_threshold(*old)
+        if was_enabled:
+            gc.enable()
 
 
 def prompt_set(ctx, inputs: dict[str, Artifact], sample_id: str) -> PromptSet:
