@@ -3,6 +3,7 @@ results.json. The command line (sagec/cli/run.py) only parses options and report
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -70,7 +71,10 @@ def run_spec(
     ctx = Context(cache, reporter)
     nodes = plan.upstream(only) if only else plan.nodes
     _build_zoo_saes_together([n for n in nodes if n.kind == "score" and not cache.has(n.key)])
-    artifacts, outcomes = execute(plan, cache, PASSES, reporter=reporter, force=[n.id for n in nodes] if force else (), only=only, context=ctx)
+    try:
+        artifacts, outcomes = execute(plan, cache, PASSES, reporter=reporter, force=[n.id for n in nodes] if force else (), only=only, context=ctx)
+    finally:
+        gc.unfreeze()  # the sample pass froze its prompts for the run (runtime/passes/sample.py)
     written: dict[str, Path] = {}
     pages: dict[str, Path] = {}
     reports = [n for n in plan.by_kind("report") if n.id in artifacts]

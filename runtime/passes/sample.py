@@ -29,12 +29,15 @@ def collector_paused():
     """Python's cycle collector, at its default of a collection every 700 new objects, spends a
     third of this pass scanning the prompts it has already built. The pass makes no reference
     cycles (runtime/assignments.search breaks the one it had), so reference counting frees all
-    its garbage and the collector can rest until it ends."""
+    its garbage and the collector can rest until it ends. The prompts then live for the whole
+    run: frozen (`gc.freeze`), the collector never scans them again; runtime/run.run_spec
+    unfreezes everything when the run ends."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        gc.freeze()
         if was_enabled:
             gc.enable()
 
