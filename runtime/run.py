@@ -102,7 +102,8 @@ def _resolved(plan: Plan, upstream: set[str]) -> dict:
     """The model, task and SAEs an eval used, as checked: what `sagec diff` compares."""
     params = [n.params for n in plan.nodes if n.id in upstream]
     sample = next(p for p in params if isinstance(p, SampleParams))
-    return {"model": serial.to_data(sample.model), "task": serial.to_data(sample.task), "saes": [serial.to_data(p.sae) for p in params if isinstance(p, ScoreParams)]}
+    saes = {p.sae.name: serial.to_data(p.sae) for p in params if isinstance(p, ScoreParams)}  # once each, however many reconstructions
+    return {"model": serial.to_data(sample.model), "task": serial.to_data(sample.task), "saes": list(saes.values())}
 
 
 def _build_zoo_saes_together(scores) -> None:

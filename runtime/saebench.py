@@ -43,7 +43,9 @@ def envelopes(doc: dict, written_ms: int) -> dict[str, dict]:
     # SAEBench draws a random UUID per run; ours derives from the run, so exporting twice agrees.
     report_key = doc["plan"].get(f"report[{doc['eval']}]", "")
     run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sagec:{doc['spec']['hash']}:{report_key}:{millis}"))
-    return {file_name(e["sae"]): envelope(doc, name, e, run_id, millis) for name, e in doc["saes"].items() if e.get("scores")}
+    scored = {name: e for name, e in doc["saes"].items() if e.get("scores")}
+    files = file_names({name: e["sae"] for name, e in scored.items()})
+    return {files[name]: envelope(doc, name, e, run_id, millis) for name, e in scored.items()}
 
 
 def export(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
@@ -58,7 +60,16 @@ def file_name(sae: dict) -> str:
     """SAEBench's `{release}_{sae_id}_eval_results.json` ('/' made '_'); an SAE from a folder
     is named by its source and spec name, since it has no sae_lens release."""
     stem = f"{sae['release']}_{sae['id']}" if sae["source"] == "sae_lens" else f"{sae['source']}_{sae['name']}"
-    return stem.replace("/", "_") + SUFFIX
+    return re.sub(r"[/ ]", "_", stem).replace("(", "").replace(")", "") + SUFFIX
+
+
+def file_names(saes: dict[str, dict]) -> dict[str, str]:
+    """Each scored SAE's file (results name -> file name). One SAE scored under several
+    reconstructions would write one file several times: each gets its reconstruction added."""
+    files = {name: file_name(sae) for name, sae in saes.items()}
+    taken = [f for f in files.values()]
+    return {name: f.removesuffix(SUFFIX) + f"_{saes[name]['reconstruct']}" + SUFFIX if taken.count(f) > 1 else f
+            for name, f in files.items()}
 
 
 def envelope(doc: dict, name: str, entry: dict, run_id: str, millis: int) -> dict:

@@ -170,3 +170,19 @@ def test_sae_lens_saes_keep_their_release_and_id(run_a):
     assert saebench.file_name(sae) == "gpt2-small-res-jb_blocks.8_hook_resid_pre_eval_results.json"  # '/' made '_', as SAEBench
     data = saebench.envelope(doc, name, {**entry, "sae": sae}, "id", 0)
     assert (data["sae_lens_release_id"], data["sae_lens_id"], data["sae_lens_version"]) == ("gpt2-small-res-jb", "blocks.8/hook_resid_pre", "6.54.12")
+
+
+def test_one_sae_under_two_reconstructions_exports_two_files():
+    """The same sae_lens SAE scored with residual and residual_pair would write one file twice;
+    each gets its reconstruction added, and folder SAEs' results names become file-safe."""
+    pretrained = {"source": "sae_lens", "release": "gpt2-small-res-jb", "id": "blocks.8/hook_resid_pre"}
+    files = saebench.file_names({
+        "res (residual)": {**pretrained, "name": "res (residual)", "reconstruct": "residual"},
+        "res (residual_pair)": {**pretrained, "name": "res (residual_pair)", "reconstruct": "residual_pair"},
+        "mine[1] (direct)": {"source": "path", "name": "mine[1] (direct)", "reconstruct": "direct"},
+    })
+    assert files == {
+        "res (residual)": "gpt2-small-res-jb_blocks.8_hook_resid_pre_residual_eval_results.json",
+        "res (residual_pair)": "gpt2-small-res-jb_blocks.8_hook_resid_pre_residual_pair_eval_results.json",
+        "mine[1] (direct)": "path_mine[1]_direct_eval_results.json",
+    }

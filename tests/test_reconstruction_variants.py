@@ -120,6 +120,7 @@ def test_one_sae_under_two_reconstructions_is_scored_twice(results):
     saes = results["paired"]["saes"]
     assert "pair[1] (residual_pair)" in saes and "pair[1] (residual)" in saes
     a, b = saes["pair[1] (residual_pair)"], saes["pair[1] (residual)"]
+    assert [s["name"] for s in results["paired"]["spec"]["resolved"]["saes"]].count("pair[1]") == 1
     assert a["sites"] == b["sites"]
     for site in b["sites"]:
         assert b["variant_per_site"][site] in ("residual", "direct")
