@@ -60,10 +60,11 @@ def resample(columns: Mapping[str, torch.Tensor], statistic: Statistic, *, seed:
     return point, statistic({k: v[index].mean(dim=1) for k, v in data.items()}), n
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=4)
 def _resamples(seed: int, n: int, n_boot: int) -> torch.Tensor:
     """(n_boot, n) prompt indices drawn with replacement; the hundreds of estimates over one set
-    of prompts share them (read only)."""
+    of prompts share them (read only). Four sets (the test prompts and each attribute's pairs)
+    cost 32 KB per prompt, well below the activations stored for it."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(0, n, (n_boot, n), generator=generator)
 
