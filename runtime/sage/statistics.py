@@ -63,8 +63,8 @@ def resample(columns: Mapping[str, torch.Tensor], statistic: Statistic, *, seed:
 @functools.lru_cache(maxsize=4)
 def _resamples(seed: int, n: int, n_boot: int) -> torch.Tensor:
     """(n_boot, n) prompt indices drawn with replacement; the hundreds of estimates over one set
-    of prompts share them (read only). Four sets (the test prompts and each attribute's pairs)
-    cost 32 KB per prompt, well below the activations stored for it."""
+    of prompts share them (read only). Four sets are kept (the test prompts and each
+    attribute's pairs): at most 32 KB per prompt."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(0, n, (n_boot, n), generator=generator)
 
