@@ -67,7 +67,7 @@ def file_names(saes: dict[str, dict]) -> dict[str, str]:
     """Each scored SAE's file (results name -> file name). One SAE scored under several
     reconstructions would write one file several times: each gets its reconstruction added."""
     files = {name: file_name(sae) for name, sae in saes.items()}
-    taken = [f for f in files.values()]
+    taken = list(files.values())
     return {name: f.removesuffix(SUFFIX) + f"_{saes[name]['reconstruct']}" + SUFFIX if taken.count(f) > 1 else f
             for name, f in files.items()}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from runtime.passes.score import before_points, pair_partner, served
+from runtime.passes.score import before_points, pair_before, served
 from runtime.progress import Reporter
 from runtime.run import run_spec
 from sagec import load_spec
@@ -160,6 +160,8 @@ def test_which_sites_a_pair_serves(sae, target, partners, expected):
 def test_the_mlp_pairs_with_the_nearest_stream_before_it():
     after = Location.parse("resid_post 2")
     assert before_points(Location.parse("mlp_out 2"), after) == (Location("resid_mid", 2), Location("resid_pre", 2))
-    both = {Location("resid_mid", 2): "mid", Location("resid_post", 1): "pre"}
-    assert pair_partner(Location.parse("mlp_out 2"), after, both) == (Location("resid_mid", 2), "mid")
-    assert pair_partner(Location.parse("head 2.0"), after, both) == (Location("resid_pre", 2), "pre")
+    both = {Location("resid_mid", 2), Location("resid_post", 1)}
+    assert pair_before(Location.parse("mlp_out 2"), after, both) == Location("resid_mid", 2)
+    assert pair_before(Location.parse("mlp_out 2"), after, {Location("resid_post", 1)}) == Location("resid_pre", 2)
+    assert pair_before(Location.parse("head 2.0"), after, both) == Location("resid_pre", 2)
+    assert pair_before(Location.parse("head 2.0"), after, {Location("resid_mid", 2)}) is None

@@ -21,7 +21,7 @@ supervised reference. An SAE that serves none is reported with every metric null
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -58,7 +58,7 @@ def before_points(site: Location, after: Location) -> tuple[Location, ...]:
     return (Location("resid_pre", site.layer),)
 
 
-def served(sae_location: Location, variant: str, site: CrossSection, partners: Sequence[Location] = ()) -> str | None:
+def served(sae_location: Location, variant: str, site: CrossSection, partners: Collection[Location] = ()) -> str | None:
     """How an SAE at `sae_location` reconstructs `site`: "direct", "residual", "residual_pair", or
     None. `partners`: the residual points where residual_pair's other SAEs read."""
     point = residual_point(sae_location)
@@ -69,17 +69,13 @@ def served(sae_location: Location, variant: str, site: CrossSection, partners: S
         return None
     if variant == "residual":
         return "residual"
-    canonical = {residual_point(p) for p in partners}
-    return "residual_pair" if any(residual_point(b) in canonical for b in before_points(site.location, point)) else None
+    return "residual_pair" if pair_before(site.location, point, {residual_point(p) for p in partners}) else None
 
 
-def pair_partner(site: Location, after: Location, partners: Mapping[Location, LoadedSae]) -> tuple[Location, LoadedSae]:
-    """The nearest stream before `site`'s sublayer that a partner reads (as the trace names it)
-    and that partner; `partners` maps residual points to SAEs."""
-    for before in before_points(site, after):
-        if residual_point(before) in partners:
-            return before, partners[residual_point(before)]
-    raise KeyError(f"no residual_pair partner before {site}")
+def pair_before(site: Location, after: Location, partners: Collection[Location]) -> Location | None:
+    """The nearest stream before `site`'s sublayer (as the trace names it) where a partner reads,
+    or None; `partners` are residual points."""
+    return next((b for b in before_points(site, after) if residual_point(b) in partners), None)
 
 
 def _partners(params: ScoreParams, load) -> dict[Location, LoadedSae]:
@@ -125,7 +121,8 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     data = test_data(ps, trace, sites, params.attributes)
     sae_point = residual_point(sae.location)
     rows = torch.tensor(ps.indices("test"), dtype=torch.long)
-    pairs = {s: pair_partner(common.parse_site(s).location, sae_point, partners) for s in sites if how[s] == "residual_pair"}
+    before = {s: pair_before(common.parse_site(s).location, sae_point, partners) for s in sites if how[s] == "residual_pair"}
+    pairs = {s: (b, partners[residual_point(b)]) for s, b in before.items()}
 
     def stream(group: str, location: Location, position: str) -> torch.Tensor:
         return trace.tensors[key(group, CrossSection(location, position))][rows]
