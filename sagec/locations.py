@@ -1,7 +1,7 @@
 """The location vocabulary: where an activation lives, independent of any architecture.
 
 `resid_pre 3`, `resid_mid 3`, `resid_post 3`, `attn_out 3`, `mlp_out 3`, `head 3.1` and
-`head_z 3.1`. The runtime maps each to module paths per architecture family (runtime/locations.py);
+`head_z 3.1`. The runtime maps each to module paths per architecture family (runtime/model/locations.py);
 the compiler only needs to name, parse and print them.
 """
 

@@ -50,8 +50,8 @@ def ioi(**changes) -> Task:
 def fingerprint() -> str:
     import hashlib
 
-    from runtime.assignments import sample_split, twin_groups
-    from runtime.render import render
+    from runtime.task.assignments import sample_split, twin_groups
+    from runtime.task.render import render
 
     task = ioi(split=Split(("place", "template"), 0.5, 0.5, at(16)), attributes=("io", "s"))
     drawn = sample_split(task)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests import tiny_families
-from runtime.architectures import GPT_NEOX, architecture, family_of
-from runtime.locations import Write, access, envoy_at, o_proj_bias, o_proj_matrix
-from runtime.models import load_model
+from runtime.model.architectures import GPT_NEOX, architecture, family_of
+from runtime.model.locations import Write, access, envoy_at, o_proj_bias, o_proj_matrix
+from runtime.model.sources import load_model
 from sagec.locations import Location
 from sagec.spec import Model, Origin
+from tests import tiny_families
 
 FAMILY_NAMES = list(tiny_families.FAMILIES)
 COMPONENTS = ("resid_pre", "resid_mid", "attn_out", "mlp_out", "resid_post")
@@ -107,7 +107,7 @@ def test_heads_sum_to_attention_output(loaded):
     bias = o_proj_bias(model, arch, 1)
     if arch.family.name == "gemma2":
         # Gemma-2 normalises the attention output before adding it: the heads sum to the o_proj
-        # output instead (see runtime/architectures.py).
+        # output instead (see runtime/model/architectures.py).
         with torch.no_grad(), model.trace(x):
             target = model.model.layers[1].self_attn.o_proj.output.save()
     else:

@@ -9,10 +9,10 @@ import time
 import pytest
 import torch
 
-from runtime import forward
-from runtime.models import load_model
-from runtime.progress import Reporter
-from runtime.run import run_spec
+from runtime.execute.progress import Reporter
+from runtime.execute.run import run_spec
+from runtime.model import forward
+from runtime.model.sources import load_model
 from sagec import load_spec
 from sagec.diagnostics import SpecError
 from sagec.locations import Location

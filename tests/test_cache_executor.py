@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-from runtime.cache import Artifact, ArtifactCache, CorruptArtifact
-from runtime.executor import NodeFailed, execute
-from runtime.progress import Reporter
+from runtime.execute.executor import NodeFailed, execute
+from runtime.execute.progress import Reporter
+from runtime.store.cache import Artifact, ArtifactCache, CorruptArtifact
 from sagec.lower import lower
 from tests.test_plan import VERSIONS, make_spec
 
@@ -110,7 +110,7 @@ def test_only_runs_a_node_and_its_upstream_and_force_recomputes(tmp_path):
 def test_a_batch_that_does_not_fit_is_halved_and_retried(monkeypatch):
     from types import SimpleNamespace
 
-    from runtime.executor import Context
+    from runtime.execute.executor import Context
     from runtime.passes import common
 
     ctx = Context(None, Reporter("quiet"))

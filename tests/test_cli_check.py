@@ -51,10 +51,10 @@ def test_check_json_lists_all_files_problems(tmp_path):
 
 
 def test_deep_without_the_runtime_check_says_so(monkeypatch):
-    monkeypatch.setitem(sys.modules, "runtime.deep_check", None)  # importing it now fails
+    monkeypatch.setitem(sys.modules, "runtime.execute.deep_check", None)  # importing it now fails
     result = run("check", "--deep", str(SPECS / "ioi.sage"))
     assert result.exit_code == 1
-    assert "--deep needs runtime.deep_check" in result.stderr
+    assert "--deep needs runtime.execute.deep_check" in result.stderr
 
 
 def test_fmt_check_and_rewrite(tmp_path):

@@ -10,7 +10,7 @@ from sae_lens import StandardSAE, StandardSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from runtime.deep_check import deep_check
+from runtime.execute.deep_check import deep_check
 from sagec.check import load_spec
 from sagec.diagnostics import SpecError
 from tests.test_prompts import NAMES, PLACES, WORDS, word_tokenizer

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from runtime import diff, results, saebench
+from runtime.report import diff, saebench
+from runtime.store import results
 from sagec.cli import main
 from tests.tiny_runs import finished
 

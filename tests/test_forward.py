@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from runtime.forward import Patch, collect, collect_with_grads, pad_left, patched_logits, prefix_cache
-from runtime.models import load_model
+from runtime.model.forward import Patch, collect, collect_with_grads, pad_left, patched_logits, prefix_cache
+from runtime.model.sources import load_model
 from sagec.locations import Location
 from sagec.spec import Model, Origin
 from tests import tiny_families

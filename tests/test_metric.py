@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from runtime.metric import task_metric
+from runtime.task.metric import task_metric
 
 
 def test_single_tokens_give_the_logit_difference():

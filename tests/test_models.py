@@ -10,11 +10,13 @@ import pytest
 import torch
 from transformers import LlamaConfig
 
-from runtime import models, smollm2
-from runtime.architectures import architecture
-from runtime.forward import Patch, collect, patched_logits
-from runtime.cache import sha256_file
-from runtime.models import load_model, load_tokenizer, model_architecture, model_config, register_zoo_model
+from runtime.model import sources as models
+from runtime.model.architectures import architecture
+from runtime.model.forward import Patch, collect, patched_logits
+from runtime.model.registry import register_zoo_model, zoo_names
+from runtime.model.sources import load_model, load_tokenizer, model_architecture, model_config
+from runtime.store.cache import sha256_file
+from runtime.zoo import smollm2
 from sagec.diagnostics import SpecError
 from sagec.locations import Location
 from sagec.spec import Model, Origin
@@ -105,7 +107,7 @@ def test_zoo_registry(tiny):
     register_zoo_model("tiny-test-llama", lambda: tiny)
     loaded = load_model(spec("zoo", "tiny-test-llama"))
     assert loaded.identity["source"] == "zoo" and loaded.arch.n_layers == 3
-    assert "tiny-test-llama" in models.zoo_names() and "smollm2-135m" in models.zoo_names()
+    assert "tiny-test-llama" in zoo_names() and "smollm2-135m" in zoo_names()
     with pytest.raises(SpecError) as e:
         load_model(spec("zoo", "tiny-tset-llama"))
     assert "unknown zoo model 'tiny-tset-llama'" in e.value.diagnostics[0].message

@@ -14,12 +14,13 @@ from safetensors.torch import save as st_save
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from runtime.assignments import split_domains
-from runtime.prompts import PromptSet, build_prompt_set, pad, render, render_answer, sample_assignments
+from runtime.task.assignments import split_domains
+from runtime.task.prompts import PromptSet, build_prompt_set, pad, render, render_answer, sample_assignments
 from sagec.diagnostics import SpecError
 from sagec.expr import truth
 from sagec.spec import Answer, AnswerSide, BoolOp, Compare, Const, Position, Split, Template, Var, Variable
 from tests.ioi_fixture import NAMES, PLACES, WORDS, at, fingerprint, ioi
+
 
 def word_tokenizer(words=NAMES + PLACES + tuple(WORDS)) -> PreTrainedTokenizerFast:
     """STACK.md section 2: a WordLevel tokenizer that splits on spaces and punctuation."""

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from runtime.execute.progress import Reporter
+from runtime.execute.run import run_spec
 from runtime.passes.score import before_points, pair_before, served
-from runtime.progress import Reporter
-from runtime.run import run_spec
 from sagec import load_spec
 from sagec.locations import CrossSection, Location
 from tests.tiny_pipeline import make_project

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from runtime import results
-from runtime.report import render
+from runtime.report.html import render
 from runtime.report.view import build
+from runtime.store import results
 from sagec.cli import main
 from tests.tiny_runs import finished
 

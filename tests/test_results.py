@@ -11,7 +11,7 @@ from importlib import resources
 
 import pytest
 
-from runtime import results
+from runtime.store import results
 from tests.tiny_runs import finished
 
 
@@ -119,7 +119,7 @@ def test_the_validator_refuses_keywords_it_does_not_implement():
 
 
 def test_the_schema_ships_with_the_package():
-    shipped = json.loads(resources.files("runtime").joinpath("results_schema.json").read_text())
+    shipped = json.loads(resources.files("runtime.store").joinpath("results_schema.json").read_text())
     assert shipped["properties"]["schema"]["const"] == results.SCHEMA_VERSION
 
 
@@ -127,7 +127,7 @@ def test_reading_results_never_imports_the_heavy_stack(run, tmp_path):
     """report, export and diff read JSON: they must work where torch is not even installed."""
     code = (
         "import sys;"
-        "from runtime import results, diff, saebench; from runtime.report import render;"
+        "from runtime.store import results; from runtime.report import diff, saebench; from runtime.report.html import render;"
         "doc = results.load(sys.argv[1]); render(doc); saebench.envelopes(doc, 0); diff.diff(doc, doc);"
         "print([m for m in ('torch', 'nnsight', 'sae_lens', 'transformers') if m in sys.modules])"
     )

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.progress import Reporter
-from runtime.run import run_spec
+from runtime.execute.progress import Reporter
+from runtime.execute.run import run_spec
 from sagec import load_spec
 from tests.tiny_pipeline import make_project
 

@@ -11,8 +11,8 @@ import torch
 from sae_lens import StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 
-from runtime.architectures import GEMMA2, GPT2, LLAMA, Architecture
-from runtime.saes import check_fits, config_location, hf_location, load_sae, tl_location
+from runtime.model.architectures import GEMMA2, GPT2, LLAMA, Architecture
+from runtime.saes.loading import check_fits, config_location, hf_location, load_sae, tl_location
 from sagec.diagnostics import SpecError
 from sagec.locations import Location
 from sagec.spec import Origin, Sae
@@ -196,11 +196,11 @@ def test_hub_offline_in_tests():
 
 
 def test_zoo_saes_resolve_through_the_registry(saved, monkeypatch):
-    from runtime import saes
+    from runtime.saes import loading as saes
 
     kind, original, folder = saved
     monkeypatch.setattr(saes, "_ZOO", {})
-    monkeypatch.setattr(saes, "_zoo_module", lambda: None)
+    monkeypatch.setattr(saes, "_PROVIDERS", [])
     saes.register_zoo_sae(f"tiny/{kind}/1", lambda: folder)
     loaded = load_sae(Sae("z", "zoo", f"tiny/{kind}/1", None, None, None, AT))
     assert loaded.identity["name"] == f"tiny/{kind}/1" and loaded.location == Location("resid_post", 1)
@@ -210,10 +210,10 @@ def test_zoo_saes_resolve_through_the_registry(saved, monkeypatch):
 
 
 def test_catalogue_lists_zoo_and_sae_lens(saved, monkeypatch):
-    from runtime import saes
+    from runtime.saes import loading as saes
 
     monkeypatch.setattr(saes, "_ZOO", {"tiny/std/1": lambda: saved[2]})
-    monkeypatch.setattr(saes, "_zoo_module", lambda: None)
+    monkeypatch.setattr(saes, "_PROVIDERS", [])
     listed = saes.catalogue("*")
     assert listed[0] == saes.Listed("zoo", "tiny/std/1", "tiny")
     assert saes.Listed("sae_lens", "gpt2-small-res-jb/blocks.8.hook_resid_pre", "gpt2-small") in listed
@@ -239,12 +239,12 @@ def test_all_heads_z_input_and_output_per_head(tmp_path, reshape):
 
 
 def test_zoo_module_names_and_folders(saved, monkeypatch):
-    from runtime import saes
+    from runtime.saes import loading as saes
 
     kind, _, folder = saved
     fake = types.SimpleNamespace(names=lambda: ["tiny-ioi/topk-k8/resid_post.1", "tiny-ioi/gone/resid_post.1"], folder=lambda n: folder if "topk" in n else (_ for _ in ()).throw(FileNotFoundError(f"zoo SAE {n} is missing; run `sagec zoo build {n}`")))
     monkeypatch.setattr(saes, "_ZOO", {})
-    monkeypatch.setattr(saes, "_zoo_module", lambda: fake)
+    monkeypatch.setattr(saes, "_PROVIDERS", [(fake.names, fake.folder)])
     assert load_sae(Sae("z", "zoo", "tiny-ioi/topk-k8/resid_post.1", None, None, None, AT)).d_sae == 128
     with pytest.raises(SpecError, match="sagec zoo build"):
         load_sae(Sae("z", "zoo", "tiny-ioi/gone/resid_post.1", None, None, None, AT))
@@ -254,11 +254,11 @@ def test_zoo_module_names_and_folders(saved, monkeypatch):
 
 
 def test_many_zoo_names_are_listed_by_shape(monkeypatch):
-    from runtime import saes
+    from runtime.saes import loading as saes
 
     names = [f"m/{k}/resid_post.{l}" for k in ("topk-k8", "weak") for l in range(10)]
     monkeypatch.setattr(saes, "_ZOO", {n: (lambda: Path("/nowhere")) for n in names})
-    monkeypatch.setattr(saes, "_zoo_module", lambda: None)
+    monkeypatch.setattr(saes, "_PROVIDERS", [])
     with pytest.raises(SpecError) as e:
         load_sae(Sae("z", "zoo", "m/topk-k16/resid_post.1", None, None, None, AT))
     assert "it has 20: 'm/topk-k8/resid_post.N', 'm/weak/resid_post.N' (N a layer)" in str(e.value)

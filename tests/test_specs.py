@@ -50,7 +50,7 @@ def test_spec_has_a_header_comment_saying_what_it_measures(path: Path):
 def _prompts(task, tokenizer):
     """The clean prompts of `task` at SAMPLES, or a few more where train needs them to show every
     attribute value once (capitals' 28 countries need 56 prompts, half of them train)."""
-    from runtime.prompts import build_prompt_set
+    from runtime.task.prompts import build_prompt_set
     from sagec.diagnostics import SpecError
 
     samples = SAMPLES
@@ -69,7 +69,7 @@ def models():
     first use) for the library's tasks, a tiny zoo model for a spec written for one."""
     import torch
 
-    from runtime.models import load_model
+    from runtime.model.sources import load_model
 
     torch.set_num_threads(2)
     loaded = {}
@@ -85,8 +85,8 @@ def models():
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
 def test_default_model_solves_the_task(path: Path, models):
-    from runtime.forward import patched_logits
-    from runtime.metric import task_metric
+    from runtime.model.forward import patched_logits
+    from runtime.task.metric import task_metric
 
     spec = sagec.load_spec(str(path))
     for task in spec.tasks:

@@ -16,7 +16,8 @@ from runtime import zoo
 from runtime.zoo import saes as zoo_saes
 from runtime.zoo.models import SMOLLM2, TINY
 from runtime.zoo.sae_training import KINDS, Budget, measure, train_sae
-from runtime.zoo.tasks import IOI, task as zoo_task
+from runtime.zoo.tasks import IOI
+from runtime.zoo.tasks import task as zoo_task
 from runtime.zoo.tiny import MIN_ACCURACY, examples, score
 
 
@@ -72,7 +73,7 @@ def test_tiny_ioi_runs_through_the_prompt_set_and_nnsight(tiny_ioi):
     positions) and the folder loads as `TransformersModel(path, task="text-generation")`."""
     from nnsight import TransformersModel
 
-    from runtime.prompts import build_prompt_set
+    from runtime.task.prompts import build_prompt_set
 
     _, tokenizer = tiny_ioi
     prompts = build_prompt_set(IOI, tokenizer)
@@ -189,7 +190,7 @@ def test_smollm2_sae_builds_lazily_into_the_cache(tmp_path: Path, monkeypatch):
     """One SmolLM2 SAE built on first use, with a shrunken corpus and budget so the test is quick."""
     import dataclasses
 
-    from runtime import smollm2
+    from runtime.zoo import smollm2
     from runtime.zoo.corpus import CorpusRecipe
 
     smollm2.ensure()  # the first use fetches and dequantises it (about a minute), as a run would

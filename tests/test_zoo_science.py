@@ -10,14 +10,14 @@
 import pytest
 import torch
 
-from runtime.executor import Context
-from runtime.models import load_model
+from runtime.execute.executor import Context
+from runtime.execute.progress import Reporter
+from runtime.model.sources import load_model
 from runtime.passes import locate
-from runtime.progress import Reporter
-from runtime.prompts import build_prompt_set
+from runtime.saes.loading import load_sae
 from runtime.sage import reconstruct
 from runtime.sage.selection import spearman
-from runtime.saes import load_sae
+from runtime.task.prompts import build_prompt_set
 from sagec import load_spec
 from sagec.locations import CrossSection, Location
 
@@ -46,7 +46,7 @@ def test_attribution_agrees_with_real_patching_on_the_top_candidates(tiny):
 def test_residual_reconstruction_of_a_head_tracks_a_direct_sae(tiny, tmp_path):
     from sae_lens import SAE
 
-    from runtime import forward
+    from runtime.model import forward
     from runtime.zoo.sae_training import KINDS, Budget, train_sae
 
     spec, loaded, ps = tiny

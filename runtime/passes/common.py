@@ -7,16 +7,15 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from runtime.model import forward
+from runtime.task.metric import task_metric
+from runtime.task.prompts import Prompt
 from sagec.locations import CrossSection, Location
 from sagec.spec import Model
 
-from runtime import forward
-from runtime.metric import task_metric
-from runtime.prompts import Prompt
-
 
 def loaded_model(ctx, model: Model):
-    from runtime.models import load_model
+    from runtime.model.sources import load_model
 
     return ctx.resource("model", model.name, lambda: load_model(model))
 

@@ -9,17 +9,16 @@ from dataclasses import dataclass
 
 import torch
 
-from sagec.plan import GroundTruthParams, Node
-
-from runtime.cache import Artifact
-from runtime.forward import Patch
+from runtime.model.forward import Patch
 from runtime.passes import common
 from runtime.passes.locate import selected_sites
 from runtime.passes.sample import prompt_set
 from runtime.passes.trace import key
-from runtime.prompts import Prompt, PromptSet
 from runtime.sage.dictionaries import Dictionary, DictionaryFitter
 from runtime.sage.evaluate import Condition, Outcome, SupervisedValidation, validate_supervised
+from runtime.store.cache import Artifact
+from runtime.task.prompts import Prompt, PromptSet
+from sagec.plan import GroundTruthParams, Node
 
 FIT_CHUNK = 256  # prompts per streamed update of the dictionary sums
 SUFFIX_PATH_MIN_PARAMETERS = 20_000_000  # transformer-block weights (12 L d^2) that make it pay

@@ -20,16 +20,15 @@ from collections.abc import Sequence
 
 import torch
 
+from runtime.model.forward import Patch
+from runtime.passes import common
+from runtime.passes.sample import prompt_set
+from runtime.sage.selection import margin, select, select_family, shares, spearman
+from runtime.store.cache import Artifact
+from runtime.task.prompts import Prompt, PromptSet
 from sagec.locations import CrossSection, Location
 from sagec.names import COMPONENTS
 from sagec.plan import LocateParams, Node
-
-from runtime.cache import Artifact
-from runtime.forward import Patch
-from runtime.passes import common
-from runtime.passes.sample import prompt_set
-from runtime.prompts import Prompt, PromptSet
-from runtime.sage.selection import margin, select, select_family, shares, spearman
 
 CHUNK_MEMORY = 256 << 20  # bytes of candidate activations and gradients one attribution chunk may hold
 MAX_CHUNK = 512

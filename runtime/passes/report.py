@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import inspect
 
+from runtime.sage.statistics import N_BOOT, bootstrap
+from runtime.store.cache import Artifact
 from sagec import serial
 from sagec.plan import Node, ReportParams
-
-from runtime.cache import Artifact
-from runtime.sage.statistics import N_BOOT, bootstrap
 
 RESULTS_SCHEMA = "sagec.results/1"
 # Every estimate is drawn with the statistics module's default seed; read it, not restate it.

@@ -5,15 +5,14 @@ from __future__ import annotations
 import gc
 from contextlib import contextmanager
 
+from runtime.store.cache import Artifact
+from runtime.task.prompts import PromptSet, build_prompt_set
 from sagec.plan import Node, SampleParams
-
-from runtime.cache import Artifact
-from runtime.prompts import PromptSet, build_prompt_set
 
 
 def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     params: SampleParams = node.params
-    from runtime.models import load_tokenizer
+    from runtime.model.sources import load_tokenizer
 
     tokenizer = ctx.resource("tokenizer", params.model.name, lambda: load_tokenizer(params.model))
     with collector_paused():
@@ -28,7 +27,7 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
 def collector_paused():
     """Python's cycle collector, at its default of a collection every 700 new objects, spends a
     third of this pass scanning the prompts it has already built. The pass makes no reference
-    cycles (runtime/assignments.search breaks the one it had), so reference counting frees all
+    cycles (runtime/task/assignments.search breaks the one it had), so reference counting frees all
     its garbage and the collector can rest until it ends. The prompts then live for the whole
     run: frozen (`gc.freeze`), the collector never scans them again; runtime/run.run_spec
     unfreezes everything when the run ends."""

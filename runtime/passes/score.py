@@ -26,19 +26,18 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from sagec.locations import CrossSection, Location
-from sagec.plan import Node, ScoreParams
-
-from runtime.cache import Artifact
 from runtime.passes import common
 from runtime.passes.ground_truth import dictionaries_from, patcher, supervised, test_data, validate
 from runtime.passes.sample import prompt_set
 from runtime.passes.trace import key
 from runtime.sage import reconstruct
 from runtime.sage.evaluate import SaeSite, score_sae
+from runtime.store.cache import Artifact
+from sagec.locations import CrossSection, Location
+from sagec.plan import Node, ScoreParams
 
 if TYPE_CHECKING:
-    from runtime.saes import LoadedSae
+    from runtime.saes.loading import LoadedSae
 
 SUBLAYERS_AT = {"resid_post": ("attn_out", "head", "mlp_out"), "resid_mid": ("attn_out", "head")}
 
@@ -97,7 +96,7 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     ps = prompt_set(ctx, inputs, sample_id)
     trace, gt = inputs[trace_id], inputs[gt_id]
     loaded = common.loaded_model(ctx, params.model)
-    from runtime.saes import check_fits, load_sae
+    from runtime.saes.loading import check_fits, load_sae
 
     def load(spec_sae):
         loaded_sae = ctx.resource("sae", spec_sae.name, lambda: load_sae(spec_sae, loaded.arch))

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import torch
 
-from sagec.locations import CrossSection, Location
-from sagec.plan import Node, TraceParams
-
-from runtime.cache import Artifact
 from runtime.passes import common
 from runtime.passes.locate import selected_sites
 from runtime.passes.sample import prompt_set
 from runtime.sage.statistics import mean_estimate
+from runtime.store.cache import Artifact
+from sagec.locations import CrossSection, Location
+from sagec.plan import Node, TraceParams
 
 RESIDUALS = ("resid_pre", "resid_mid", "resid_post")
 

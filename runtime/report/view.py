@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass, field
 from statistics import mean
 
-from runtime import results
 from runtime.report import svg
 from runtime.report.svg import Bar, Cell, Curve
+from runtime.store import results
 
 # Whole-SAE metrics: one estimate per SAE, comparable across SAEs whatever sites they serve.
 HEADLINE = ("sufficiency", "logit_diff_recovered", "necessity")

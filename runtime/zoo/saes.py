@@ -1,7 +1,7 @@
 """The zoo's SAEs: four kinds (runtime/zoo/sae_training.py KINDS) on the residual streams of the
 zoo models, named `<model>/<kind>/<component>.<layer>`, e.g. `tiny-ioi/topk-k8/resid_post.1`.
 
-- Tiny models: committed under `runtime/zoo_data/saes/<model>/<kind>/<component>.<layer>/`.
+- Tiny models: committed under `runtime/zoo/data/saes/<model>/<kind>/<component>.<layer>/`.
 - `smollm2-135m`: built lazily, per SAE, on first use into `cache_dir()/saes/...`. The corpus
   (runtime/zoo/corpus.py) is generated once per model and kept; activations are collected once
   per location and kept too, so a second kind at the same layer costs only its training, and
@@ -10,10 +10,10 @@ zoo models, named `<model>/<kind>/<component>.<layer>`, e.g. `tiny-ioi/topk-k8/r
 Each folder is sae_lens's on-disk format (cfg.json, sae_weights.safetensors; `SAE.load_from_disk`
 reads it) plus a zoo.json with the kind, the training budget and the explained variance, L0 and
 dead fraction measured on held-out activations. The cfg's `metadata.hook_name` is the
-TransformerLens name of the location (`blocks.1.hook_resid_post`), which runtime/saes.py maps
+TransformerLens name of the location (`blocks.1.hook_resid_post`), which runtime/saes/loading.py maps
 back to the location vocabulary.
 
-runtime/saes.py calls `names()` and `folder(name)`; a caller that needs several SAEs calls
+runtime/zoo/__init__.py registers `names()` and `resolve_sae(name)` with runtime/saes/loading.py; a caller that needs several SAEs calls
 `prepare(names)` first, so their activations come from one pass.
 """
 
@@ -27,9 +27,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from runtime.userdirs import cache_dir
+from runtime.store.userdirs import cache_dir
 from runtime.zoo.corpus import CorpusRecipe
-from runtime.zoo.models import SMOLLM2, TINY, ZOO_DATA, resolve_model, unknown
+from runtime.zoo.models import SMOLLM2, TINY, ZOO_DATA, resolve_model
+from runtime.zoo.names import unknown
 from runtime.zoo.sae_training import KINDS, Budget
 from sagec.locations import Location
 
@@ -42,7 +43,7 @@ class SaePlan:
     locations: tuple[Location, ...]
     budget: Budget
     corpus: CorpusRecipe
-    committed: bool  # True: in runtime/zoo_data; False: built lazily into the cache
+    committed: bool  # True: in runtime/zoo/data; False: built lazily into the cache
     tasks: tuple[str, ...] = ("ioi",)  # zoo tasks whose prompts open the corpus
     seed: int = 0
 
@@ -129,7 +130,6 @@ def resolve_sae(name: str) -> Path:
     return sae.folder
 
 
-folder = resolve_sae  # the name runtime/saes.py calls
 
 
 def prepare(sae_names: Iterable[str]) -> list[Path]:

@@ -5,7 +5,7 @@ Two sources:
   library had shared task files, and a rewrite would change what they were trained on.
 - the task library `specs/tasks/*.sage`, the very files the specs in specs/ include, read with
   the compiler, so a zoo model is trained on the task its spec measures (`task(name)`).
-The prompt machinery (runtime/assignments.py, runtime/prompts.py) samples, splits and renders
+The prompt machinery (runtime/task/assignments.py, runtime/task/prompts.py) samples, splits and renders
 both exactly as it does a spec's tasks. The values are single tokens for SmolLM2-135M as well
 (shared/STACK.md section 7), so a spec can run the same task on a zoo model and the real one.
 """
@@ -101,7 +101,7 @@ def task(name: str) -> Task:
         return TASKS[name]
     found = library()
     if name not in found:
-        from runtime.zoo.models import unknown
+        from runtime.zoo.names import unknown
 
         raise KeyError(unknown("zoo task", name, [*TASKS, *found]))
     return found[name]

@@ -12,7 +12,7 @@ The tokenizer is word-level, with digits split one per token and a space before 
 as a token of its own, as SmolLM2's tokenizer does, so a position counted in tokens (greater-than's
 `end - 7`) means the same on both.
 
-Success is asserted, not hoped for: after training, the task metric (runtime/metric.py) at the
+Success is asserted, not hoped for: after training, the task metric (runtime/task/metric.py) at the
 final position must be > 0 on at least `MIN_ACCURACY` of each task's held-out test prompts
 (values, templates or frames never seen in training, as the task's split says), or the build
 fails.
@@ -34,9 +34,9 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-from runtime.assignments import sample_split
-from runtime.prompts import render, render_answer
-from runtime.metric import task_metric
+from runtime.task.assignments import sample_split
+from runtime.task.metric import task_metric
+from runtime.task.prompts import render, render_answer
 from runtime.zoo.tasks import task as zoo_task
 from sagec.spec import Task
 

@@ -32,7 +32,9 @@ def command(files: tuple[str, ...], as_json: bool, deep: bool, debug: bool) -> N
 
 def _check_all(files: tuple[str, ...], deep: bool) -> tuple[list[Diagnostic], list[str]]:
     """Every file is checked, so one run reports the problems of all of them."""
-    from sagec.check import load_spec  # the parser and checker load only when a command needs them
+    from sagec.check import (
+        load_spec,  # the parser and checker load only when a command needs them
+    )
 
     problems: list[Diagnostic] = []
     summaries: list[str] = []
@@ -50,11 +52,11 @@ def _check_all(files: tuple[str, ...], deep: bool) -> tuple[list[Diagnostic], li
 
 def _deep(spec: Spec) -> None:
     try:
-        from runtime.deep_check import deep_check
+        from runtime.execute.deep_check import deep_check
     except ModuleNotFoundError as e:
-        if e.name not in ("runtime", "runtime.deep_check"):
+        if e.name not in ("runtime", "runtime.execute.deep_check"):
             raise
-        click.echo("sagec: --deep needs runtime.deep_check, which this installation does not have yet", err=True)
+        click.echo("sagec: --deep needs runtime.execute.deep_check, which this installation does not have yet", err=True)
         raise click.exceptions.Exit(FAILURE) from None
     deep_check(spec)
 

@@ -21,7 +21,7 @@ def command(run_a: str, run_b: str, as_json: bool, debug: bool) -> None:
     RUN_A and RUN_B are run folders or results.json files."""
 
     def body() -> None:
-        from runtime.diff import diff_runs, render
+        from runtime.report.diff import diff_runs, render
 
         d = diff_runs(run_a, run_b)
         click.echo(json.dumps(d, indent=2) if as_json else render(d))

@@ -18,7 +18,7 @@ def command(run_dir: str, fmt: str, out_dir: str | None, debug: bool) -> None:
     saebench: `{release}_{id}_eval_results.json` per scored SAE."""
 
     def body() -> None:
-        from runtime.saebench import export
+        from runtime.report.saebench import export
 
         written = export(run_dir, out_dir)
         if not written:

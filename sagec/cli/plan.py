@@ -21,14 +21,13 @@ def command(spec_file: str, as_json: bool, as_dot: bool, cache_dir: str | None, 
 def _plan(spec_file: str, as_json: bool, as_dot: bool, cache_dir: str | None) -> None:
     import json
 
+    from runtime.store.cache import ArtifactCache  # plain files; does not import torch
+    from runtime.store.userdirs import cache_dir as default_cache_dir
     from sagec import load_spec
     from sagec.estimate import estimate
     from sagec.lower import lower
     from sagec.plan import to_json
     from sagec.plan_text import render_dot, render_text
-
-    from runtime.cache import ArtifactCache  # plain files; does not import torch
-    from runtime.userdirs import cache_dir as default_cache_dir
 
     plan = lower(load_spec(spec_file))
     cache = ArtifactCache(cache_dir or default_cache_dir())

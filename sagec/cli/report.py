@@ -14,7 +14,7 @@ def command(run_dir: str, debug: bool) -> None:
     """Write a run's report.html from its results.json."""
 
     def body() -> None:
-        from runtime.report import write_report
+        from runtime.report.html import write_report
 
         click.echo(f"wrote {write_report(run_dir)}")
 

@@ -28,9 +28,9 @@ def _run(spec_file: str, out_dir: str | None, cache_dir: str | None, force: bool
     from sagec import load_spec
 
     spec = load_spec(spec_file)
-    from runtime.executor import NodeFailed
-    from runtime.progress import Reporter
-    from runtime.run import run_spec
+    from runtime.execute.executor import NodeFailed
+    from runtime.execute.progress import Reporter
+    from runtime.execute.run import run_spec
 
     try:
         summary = run_spec(spec, cache_dir=cache_dir, out_dir=out_dir, force=force, only=only, reporter=Reporter(level))

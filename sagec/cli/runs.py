@@ -15,7 +15,7 @@ T = TypeVar("T")
 
 def reading(body: Callable[[], T], *, debug: bool = False) -> T:
     def checked() -> T:
-        from runtime.results import ResultsError
+        from runtime.store.results import ResultsError
 
         try:
             return body()

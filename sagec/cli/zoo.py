@@ -26,8 +26,10 @@ def build(names: tuple[str, ...], build_all: bool, debug: bool) -> None:
 
 def _build(names: tuple[str, ...], build_all: bool) -> None:
     from runtime import zoo  # torch and sae_lens load only when the command runs
-    from runtime.zoo.models import TINY, build_model, model_names, unknown
-    from runtime.zoo.saes import build_saes, names as sae_names
+    from runtime.zoo.models import TINY, build_model, model_names
+    from runtime.zoo.names import unknown
+    from runtime.zoo.saes import build_saes
+    from runtime.zoo.saes import names as sae_names
 
     if build_all:
         for model in TINY:

@@ -73,10 +73,10 @@ def one_run(folder: Path, k: int, n: int, model: str) -> dict:
     getattr(transformers, MODELS[model][5])
 
     import runtime.passes  # noqa: F401
-    import runtime.saes  # noqa: F401
+    import runtime.saes.loading  # noqa: F401
     import runtime.zoo  # noqa: F401
-    from runtime.progress import Reporter
-    from runtime.run import run_spec
+    from runtime.execute.progress import Reporter
+    from runtime.execute.run import run_spec
     from sagec import load_spec
 
     imports = time.perf_counter() - started
@@ -102,10 +102,10 @@ def bare_seconds(spec, passes: dict) -> float:
     length-sorted left-padded batches of the size the run used, no nnsight."""
     import torch
 
-    from runtime.forward import pad_left
-    from runtime.models import load_model
+    from runtime.model.forward import pad_left
+    from runtime.model.sources import load_model
     from runtime.passes.common import auto_batch_size
-    from runtime.prompts import build_prompt_set
+    from runtime.task.prompts import build_prompt_set
 
     loaded = load_model(spec.models[0])
     model = loaded.model._module

@@ -18,10 +18,10 @@ from collections import defaultdict
 import torch
 
 import sagec
-from runtime.forward import collect, collect_with_grads
-from runtime.metric import task_metric
-from runtime.models import load_model
-from runtime.prompts import build_prompt_set
+from runtime.model.forward import collect, collect_with_grads
+from runtime.model.sources import load_model
+from runtime.task.metric import task_metric
+from runtime.task.prompts import build_prompt_set
 from sagec.locations import Location
 
 

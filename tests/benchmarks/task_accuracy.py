@@ -3,9 +3,9 @@
     HF_HUB_OFFLINE=1 python tests/benchmarks/task_accuracy.py specs/*.sage [--samples 64]
 
 For every task of every spec: the clean prompts and each twin group (counterfactual, one per
-attribute), overall and per template. The metric is the spec's own (runtime/metric.py): logit
+attribute), overall and per template. The metric is the spec's own (runtime/task/metric.py): logit
 difference for single-token answers, log-probability-mass difference for token sets. Prompts are
-built exactly as `sagec run` builds them (runtime/prompts.py), with `--samples` overriding the
+built exactly as `sagec run` builds them (runtime/task/prompts.py), with `--samples` overriding the
 spec's count to keep runs short. The model is loaded once per distinct model declaration.
 """
 
@@ -20,10 +20,10 @@ from collections.abc import Sequence
 import torch
 
 import sagec
-from runtime.forward import patched_logits
-from runtime.metric import task_metric
-from runtime.models import load_model
-from runtime.prompts import PromptSet, build_prompt_set
+from runtime.model.forward import patched_logits
+from runtime.model.sources import load_model
+from runtime.task.metric import task_metric
+from runtime.task.prompts import PromptSet, build_prompt_set
 
 
 def default_model(spec, task_name: str):

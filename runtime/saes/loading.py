@@ -6,7 +6,7 @@ bundled directory before anything is downloaded), a folder in sae_lens's on-disk
 
 The hook an SAE reads comes from its own config and is mapped to the location vocabulary:
 TransformerLens hook names (`blocks.3.hook_resid_pre`) are the same for every architecture; HF
-module names (`model.layers.3.mlp`) go through the family tables of runtime/architectures.py.
+module names (`model.layers.3.mlp`) go through the family tables of runtime/model/architectures.py.
 A spec's `hook` overrides both. An SAE trained on every head's z of a layer at once (TL
 `blocks.L.attn.hook_z`) has no single location: its input is head_z L.0 .. L.(n-1)
 concatenated, which `LoadedSae.sites` spells out once the model's head count is known.
@@ -17,18 +17,17 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
-import importlib
 import json
 import os
 import re
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtime.architectures import FAMILIES, GEMMA2, GPT2, GPT_NEOX, LLAMA, Architecture, Family
-from runtime.cache import sha256_file
+from runtime.model.architectures import FAMILIES, GEMMA2, GPT2, GPT_NEOX, LLAMA, Architecture, Family
+from runtime.store.cache import sha256_file
 from sagec.diagnostics import SpecError
 from sagec.locations import Location
 from sagec.spec import Origin, Sae
@@ -231,9 +230,11 @@ def _check_folder(sae: Sae, folder: Path) -> None:
 
 
 # Zoo SAEs by name, each with a function returning its sae_lens folder (building it on first use:
-# SmolLM2 SAEs are trained lazily per layer). runtime/zoo/saes.py provides `names()` and
-# `folder(name)`; `register_zoo_sae` adds others (a plug-in, a test).
+# SmolLM2 SAEs are trained lazily per layer). runtime/zoo registers its whole catalogue as a
+# provider when it is imported (names(), folder(name)), so this layer never imports the zoo;
+# `register_zoo_sae` adds single ones (a plug-in, a test).
 _ZOO: dict[str, Callable[[], Path]] = {}
+_PROVIDERS: list[tuple[Callable[[], Iterable[str]], Callable[[str], Path]]] = []
 
 
 def register_zoo_sae(name: str, folder: Callable[[], Path]) -> None:
@@ -241,21 +242,17 @@ def register_zoo_sae(name: str, folder: Callable[[], Path]) -> None:
     _ZOO[name] = folder
 
 
-def _zoo_module() -> Any:
-    try:
-        return importlib.import_module("runtime.zoo.saes")
-    except ModuleNotFoundError as e:
-        if e.name not in ("runtime.zoo", "runtime.zoo.saes"):
-            raise
-        return None
+def register_zoo_saes(names: Callable[[], Iterable[str]], folder: Callable[[str], Path]) -> None:
+    """Make every name `names()` lists resolve through `folder(name)`; asked on each lookup, so
+    a provider's catalogue may change (and costs nothing until a spec names a zoo SAE)."""
+    _PROVIDERS.append((names, folder))
 
 
 def _zoo_table() -> dict[str, Callable[[], Path]]:
     table = dict(_ZOO)
-    zoo = _zoo_module()
-    if zoo is not None:
-        for name in zoo.names():
-            table.setdefault(name, functools.partial(zoo.folder, name))
+    for names, folder in _PROVIDERS:
+        for name in names():
+            table.setdefault(name, functools.partial(folder, name))
     return table
 
 

@@ -1,7 +1,7 @@
 """Where each location of the vocabulary lives in each architecture family, and the model's shape.
 
 One `Family` per architecture: module paths for the layer list, the attention output projection
-and the two tensors a layer adds to its residual stream. `runtime/locations.py` reads and writes
+and the two tensors a layer adds to its residual stream. `runtime/model/locations.py` reads and writes
 the vocabulary through these paths, so supporting a new family is one table entry here plus its
 identity test (tests/test_architectures.py).
 

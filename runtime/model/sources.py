@@ -11,46 +11,26 @@ which keys every cached artifact computed from the model.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from runtime import smollm2
-from runtime.architectures import Architecture, architecture
-from runtime.cache import sha256_file
-from runtime.gguf import MANIFEST, dequantise, read_manifest
-from runtime.userdirs import cache_dir
+from runtime.model.architectures import Architecture, architecture
+from runtime.model.gguf import MANIFEST, dequantise, read_manifest
+from runtime.model.registry import ZooEntry, zoo_entry
+from runtime.store.cache import sha256_file
+from runtime.store.userdirs import cache_dir
 from sagec.diagnostics import SpecError
 from sagec.spec import Model
 
 DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 DEFAULT_BATCH_SIZE = 32
-
-
-@dataclass(frozen=True)
-class ZooModel:
-    """A zoo entry: `folder()` returns a save_pretrained folder, building it if needed;
-    `tokenizer()`, when given, loads the tokenizer without building the model."""
-
-    folder: Callable[[], Path]
-    tokenizer: Callable[[], Any] | None = None
-    config: Callable[[], Any] | None = None
-
-
-_ZOO: dict[str, ZooModel] = {}
-
-
-def register_zoo_model(name: str, folder: Callable[[], Path], tokenizer: Callable[[], Any] | None = None,
-                       config: Callable[[], Any] | None = None) -> None:
-    """Make `zoo "name"` resolve through `folder()` (runtime/zoo registers its models here)."""
-    _ZOO[name] = ZooModel(folder, tokenizer, config)
 
 
 @dataclass(frozen=True)
@@ -90,7 +70,7 @@ def load_model(model: Model) -> LoadedModel:
 
 def _load_ndif(model: Model) -> LoadedModel:
     """A model NDIF hosts: only its config and tokenizer come here; the weights stay on the
-    server (no dispatch), and every trace runs there (runtime/forward.py's backend)."""
+    server (no dispatch), and every trace runs there (runtime/model/forward.py's backend)."""
     from nnsight import TransformersModel
 
     if model.source != "hub":
@@ -230,21 +210,12 @@ def _gguf_tokenizer(gguf: Path) -> Any:
     return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
 
 
-def _zoo(model: Model) -> ZooModel:
-    import runtime.zoo  # noqa: F401  - the zoo registers its models on import
-    if model.ref not in _ZOO:
-        close = difflib.get_close_matches(model.ref, list(_ZOO), n=3)
-        raise SpecError.at(model.origin, f"unknown zoo model {model.ref!r}; the zoo has {', '.join(sorted(_ZOO))}",
-                           hint=f"did you mean {' or '.join(repr(c) for c in close)}?" if close else None)
-    return _ZOO[model.ref]
-
-
-def zoo_names() -> list[str]:
-    import runtime.zoo  # noqa: F401  - the zoo registers its models on import
-    return sorted(_ZOO)
-
-
-register_zoo_model(smollm2.NAME, smollm2.ensure, tokenizer=smollm2.tokenizer, config=smollm2.config)
+def _zoo(model: Model) -> ZooEntry:
+    try:
+        return zoo_entry(model.ref)
+    except KeyError as e:
+        message, _, hint = e.args[0].partition("; did you mean ")
+        raise SpecError.at(model.origin, message, hint=f"did you mean {hint}" if hint else None) from None
 
 
 # --- helpers -----------------------------------------------------------------------------------

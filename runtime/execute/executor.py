@@ -14,11 +14,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from runtime.execute.progress import Reporter
+from runtime.store.cache import Artifact, ArtifactCache, CorruptArtifact
 from sagec.diagnostics import SpecError
 from sagec.plan import Node, Plan
-
-from runtime.cache import Artifact, ArtifactCache, CorruptArtifact
-from runtime.progress import Reporter
 
 Pass = Callable[[Node, dict[str, Artifact], "Context"], Artifact]
 

@@ -1,7 +1,7 @@
 """The sample pass (METHOD.md section 1): from a checked task and a tokenizer to a prompt set.
 
-Assignments and their twins (runtime/assignments.py) are rendered through sandboxed Jinja2
-(runtime/render.py), tokenized, and their named positions resolved through the tokenizer's
+Assignments and their twins (runtime/task/assignments.py) are rendered through sandboxed Jinja2
+(runtime/task/render.py), tokenized, and their named positions resolved through the tokenizer's
 offsets mapping; the whole set stores as safetensors plus JSON. Every problem a user can fix (a
 multi-token answer, a position that is not in the prompt) is a `SpecError` naming the value, the
 template and the spec line; all of them are collected before raising, one per problem.
@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from runtime.assignments import COUNTERFACTUAL, SPLITS, Assignment, no_twin, ordinal, sample_assignments, sample_split, show_env, twin_groups
-from runtime.render import render, render_answer
+from runtime.task.assignments import COUNTERFACTUAL, SPLITS, Assignment, no_twin, ordinal, sample_assignments, sample_split, show_env, twin_groups
+from runtime.task.render import render, render_answer
 from sagec.diagnostics import Diagnostic, SpecError
 from sagec.names import TEMPLATE_VARIABLE
 from sagec.spec import Position, Task, Value

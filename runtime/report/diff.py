@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from runtime import results
+from runtime.store import results
 
 IGNORED_KEYS = {"origin"}  # where a definition sits in the spec file, not what it says
 

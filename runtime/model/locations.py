@@ -1,7 +1,7 @@
 """Reading and writing locations inside one nnsight trace.
 
 Call `access` from inside `with model.trace(...)` (one invoke): it walks the touched layers and,
-within each, the sites of runtime/architectures.py in forward order, because nnsight 0.8 only
+within each, the sites of runtime/model/architectures.py in forward order, because nnsight 0.8 only
 lets a trace request modules in the order the model runs them. So every read and write of one
 forward must be handed to `access` at once.
 
@@ -24,7 +24,7 @@ from typing import Any
 import nnsight
 import torch
 
-from runtime.architectures import Architecture
+from runtime.model.architectures import Architecture
 from sagec.locations import Location
 
 

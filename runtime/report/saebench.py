@@ -23,8 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from statistics import mean
 
-from runtime import results
-from runtime.atomic import write_json
+from runtime.store import results
+from runtime.store.atomic import write_json
 
 EVAL_TYPE_ID = "sagec_sage"
 SUFFIX = "_eval_results.json"

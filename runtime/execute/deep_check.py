@@ -13,8 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from runtime.prompts import build_prompt_set
-from runtime.saes import check_fits, check_source, describe_folder
+import runtime.zoo  # noqa: F401  - registers the zoo's models and SAEs, which specs may name
+from runtime.saes.loading import check_fits, check_source, describe_folder
+from runtime.task.prompts import build_prompt_set
 from sagec.diagnostics import Diagnostic, SpecError
 from sagec.spec import Spec
 
@@ -22,7 +23,7 @@ T = TypeVar("T")
 
 
 def deep_check(spec: Spec) -> None:
-    from runtime.models import load_tokenizer, model_architecture
+    from runtime.model.sources import load_tokenizer, model_architecture
 
     problems: list[Diagnostic] = []
 

@@ -8,7 +8,7 @@ from functools import lru_cache
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from runtime.assignments import holds, show_env
+from runtime.task.assignments import holds, show_env
 from sagec.diagnostics import SpecError
 from sagec.names import TEMPLATE_VARIABLE
 from sagec.spec import AnswerSide, Origin, Task, Value

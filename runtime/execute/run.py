@@ -9,17 +9,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import runtime.zoo  # noqa: F401  - registers the zoo's models and SAEs, which specs may name
+from runtime.execute.executor import Context, NodeOutcome, execute
+from runtime.execute.progress import Reporter
+from runtime.store.atomic import write_json
+from runtime.store.cache import ArtifactCache
+from runtime.store.userdirs import cache_dir as default_cache_dir
 from sagec import serial
 from sagec.diagnostics import SpecError
 from sagec.lower import lower
 from sagec.plan import Plan, SampleParams, ScoreParams
 from sagec.spec import Spec
-
-from runtime.atomic import write_json
-from runtime.cache import ArtifactCache
-from runtime.executor import Context, NodeOutcome, execute
-from runtime.progress import Reporter
-from runtime.userdirs import cache_dir as default_cache_dir
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def run_spec(
         }
         written[ev.name] = write_json(_out_dir(ev, out_dir, len(plan.by_kind("report"))) / "results.json", results)
         if "html" in ev.report.formats:
-            from runtime.report import write_report
+            from runtime.report.html import write_report
 
             pages[ev.name] = write_report(written[ev.name].parent)
     return RunSummary(plan, tuple(outcomes), written, dict(ctx.counters), pages)

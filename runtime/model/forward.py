@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import nnsight
 import torch
 
-from runtime.locations import Write, access, envoy_at
-from runtime.models import LoadedModel
+from runtime.model.locations import Write, access, envoy_at
+from runtime.model.sources import LoadedModel
 from sagec.locations import Location
 
 Key = tuple[Location, str]  # (location, position name)

