@@ -52,7 +52,7 @@ def test_family_detection_and_shape(loaded):
     arch = loaded.arch
     assert arch.family is family_of(loaded.model.config)
     assert (arch.n_layers, arch.n_heads, arch.d_model) == (3, 4, 32)
-    assert arch.d_head == (16 if arch.family.name == "gemma2" else 8)
+    assert arch.d_head == (16 if arch.family.attn_site_is_norm else 8)
     assert arch.width(Location("head_z", 0, 1)) == arch.d_head and arch.width(Location("head", 0, 1)) == 32
 
 
@@ -86,7 +86,7 @@ def test_resid_mid_is_what_the_mlp_reads(loaded):
     """In sequential families resid_mid is a real tensor: the input of the MLP's norm."""
     arch = loaded.arch
     norm = {"gpt2": "ln_2", "gpt_neox": "post_attention_layernorm", "llama": "post_attention_layernorm",
-            "gemma2": "pre_feedforward_layernorm"}[arch.family.name]
+            "gemma2": "pre_feedforward_layernorm", "gemma3": "pre_feedforward_layernorm"}[arch.family.name]
     x = ids()
     model = loaded.model
     with torch.no_grad(), model.trace(x):
@@ -105,19 +105,17 @@ def test_heads_sum_to_attention_output(loaded):
         cap = access(model, arch, [*heads, Location("attn_out", 1)])
     total = sum(cap.values[h] for h in heads)
     bias = o_proj_bias(model, arch, 1)
-    if arch.family.name == "gemma2":
-        # Gemma-2 normalises the attention output before adding it: the heads sum to the o_proj
-        # output instead (see runtime/model/architectures.py).
-        with torch.no_grad(), model.trace(x):
-            target = model.model.layers[1].self_attn.o_proj.output.save()
-    else:
-        target = cap.values[Location("attn_out", 1)]
-    torch.testing.assert_close(total + (0 if bias is None else bias), target, atol=1e-5, rtol=1e-5)
-    # head = head_z @ its block of W_O
+    torch.testing.assert_close(total + (0 if bias is None else bias), cap.values[Location("attn_out", 1)], atol=1e-5, rtol=1e-5)
+    # head = head_z @ its block of W_O, times the post-attention norm's factor (Gemma)
     with torch.no_grad(), model.trace(x):
         cap = access(model, arch, [Location("head", 1, 2), Location("head_z", 1, 2)])
+        o = envoy_at(envoy_at(model, arch.family.layers)[1], arch.family.o_proj).output.save()
     w = o_proj_matrix(model, arch, 1)[2 * arch.d_head : 3 * arch.d_head]
-    torch.testing.assert_close(cap.values[Location("head_z", 1, 2)] @ w, cap.values[Location("head", 1, 2)])
+    share = cap.values[Location("head_z", 1, 2)] @ w
+    if arch.family.attn_site_is_norm:  # Gemma's RMSNorm, by hand: x / rms(x) * (1 + weight)
+        norm = model._module.get_submodule(f"{arch.family.layers}.1.{arch.family.attn_site}")
+        share = share / (o.pow(2).mean(-1, keepdim=True) + norm.eps).sqrt() * (1 + norm.weight)
+    torch.testing.assert_close(share, cap.values[Location("head", 1, 2)])
 
 
 def test_resid_post_matches_hidden_states(loaded):
@@ -162,7 +160,8 @@ def test_write_lands_where_it_should_and_nowhere_upstream(loaded, component):
         torch.testing.assert_close(at(got, "resid_post") - at(got, "resid_pre") - at(got, other), value, atol=1e-5, rtol=1e-5)
     elif component == "resid_post":
         torch.testing.assert_close(got[Location("resid_pre", layer + 1)][:, pos], value)
-    elif arch.family.name != "gemma2":  # head, head_z: the attention output moves by the head's change
+    elif component == "head" or not arch.family.attn_site_is_norm:  # the attention output moves by the head's change
+        # (a Gemma head_z write is renormalised by the post-attention norm, so it moves attn_out non-linearly)
         w = o_proj_matrix(loaded.model, arch, layer)[2 * arch.d_head : 3 * arch.d_head]
         new = value if component == "head" else value @ w
         old = at(clean, "attn_out") - clean[Location("head", layer, 2)][:, pos]

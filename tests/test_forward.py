@@ -12,7 +12,8 @@ from sagec.spec import Model, Origin
 from tests import tiny_families
 
 
-@pytest.fixture(scope="module", params=["gpt2", "llama", "gpt_neox"])
+# gemma3: one KV head, sliding window 6 (the prompts run to 10 tokens), the Gemma head shares
+@pytest.fixture(scope="module", params=["gpt2", "llama", "gpt_neox", "gemma3"])
 def loaded(request, tmp_path_factory):
     folder = tiny_families.build(request.param, tmp_path_factory.mktemp(request.param))
     spec = Model(request.param, "path", str(folder), "float32", "cpu", None, 4, Origin("t.sage", 1, 1))
@@ -154,10 +155,12 @@ def test_suffix_only_path_matches_the_full_forward(loaded):
     assert prefix.serves(xs, patches) and not prefix.serves(xs, early) and not prefix.serves(xs[::-1], patches)
 
 
-def test_gemma2_padding_and_suffix_path(tmp_path):
-    """Gemma-2 mixes sliding-window and global layers; prompts longer than the window (8) must
-    still match their unpadded selves, and the suffix path its full forward."""
-    folder = tiny_families.build("gemma2", tmp_path / "gemma2")
+@pytest.mark.parametrize("family", ["gemma2", "gemma3"])
+def test_gemma_padding_and_suffix_path(tmp_path, family):
+    """Gemma-2 and -3 mix sliding-window and global layers; prompts longer than the window (8 and
+    6) must still match their unpadded selves, and the suffix path on the clean prefix's cache
+    (whose sliding layers keep only the window) its full forward."""
+    folder = tiny_families.build(family, tmp_path / family)
     loaded = load_model(Model("g", "path", str(folder), "float32", "cpu", None, 4, Origin("t.sage", 1, 1)))
     g = torch.Generator().manual_seed(0)
     xs = [torch.randint(4, len(tiny_families.VOCAB), (k,), generator=g).tolist() for k in (5, 12, 9, 14, 3)]

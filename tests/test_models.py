@@ -16,7 +16,7 @@ from runtime.model.forward import Patch, collect, patched_logits
 from runtime.model.registry import register_zoo_model, zoo_names
 from runtime.model.sources import load_model, load_tokenizer, model_architecture, model_config
 from runtime.store.cache import sha256_file
-from runtime.zoo import smollm2
+from runtime.zoo import packaged, smollm2
 from sagec.diagnostics import SpecError
 from sagec.locations import Location
 from sagec.spec import Model, Origin
@@ -124,7 +124,7 @@ def test_smollm2_config_is_known_before_the_first_build(monkeypatch, tmp_path):
 def test_unreachable_registry_says_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setenv("SAGEC_CACHE_DIR", str(tmp_path))
     failed = subprocess.CompletedProcess([], 1, "", "ERROR: Could not find a version that satisfies the requirement")
-    monkeypatch.setattr(smollm2.subprocess, "run", lambda *a, **k: failed)
+    monkeypatch.setattr(packaged.subprocess, "run", lambda *a, **k: failed)
     with pytest.raises(smollm2.FetchError) as e:
         smollm2.ensure()
     message = str(e.value)

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from runtime import zoo
 from runtime.zoo import saes as zoo_saes
-from runtime.zoo.models import SMOLLM2, TINY
+from runtime.zoo.models import GEMMA3, SMOLLM2, TINY
 from runtime.zoo.sae_training import KINDS, Budget, measure, train_sae
 from runtime.zoo.tasks import IOI
 from runtime.zoo.tasks import task as zoo_task
@@ -168,10 +168,10 @@ def test_ls_zoo_lists_models_and_saes():
 
     result = CliRunner().invoke(main, ["ls", "zoo"])
     assert result.exit_code == 0, result.output
-    assert "tiny-ioi" in result.output and "smollm2-135m" in result.output
+    assert "tiny-ioi" in result.output and "smollm2-135m" in result.output and "gemma-3-270m" in result.output
     assert "relu-l1, topk-k8, topk-k32, weak" in result.output
     data = json.loads(CliRunner().invoke(main, ["ls", "zoo", "--json"]).output)
-    assert {m["name"] for m in data["models"]} == {*TINY, SMOLLM2}
+    assert {m["name"] for m in data["models"]} == {*TINY, SMOLLM2, GEMMA3}
     assert all(m["status"] == "committed" for m in data["models"] if m["name"] in TINY)
     assert any(s["name"] == "tiny-ioi/topk-k8/resid_post.1" and s["status"] == "committed" for s in data["saes"])
 

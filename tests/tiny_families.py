@@ -14,6 +14,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     Gemma2Config,
     Gemma2ForCausalLM,
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
     GPT2Config,
     GPT2LMHeadModel,
     GPTNeoXConfig,
@@ -41,6 +43,12 @@ FAMILIES = {
     # head_dim 16 != 32 / 4: Gemma-2's o_proj input is n_heads * head_dim wide, not d_model.
     "gemma2": (Gemma2Config, Gemma2ForCausalLM, {**_SIZES, "intermediate_size": 64, "num_key_value_heads": 2,
                                                   "head_dim": 16, "sliding_window": 8, "query_pre_attn_scalar": 16}),
+    # Gemma-3-270M's peculiarities at toy size: one KV head for four query heads, sliding-window
+    # layers (window 6, shorter than the test prompts) before a global one, q/k norms, the
+    # embedding scaled by sqrt(d_model).
+    "gemma3": (Gemma3TextConfig, Gemma3ForCausalLM, {**_SIZES, "intermediate_size": 64, "num_key_value_heads": 1,
+                                                      "head_dim": 16, "sliding_window": 6, "query_pre_attn_scalar": 16,
+                                                      "layer_types": ["sliding_attention", "sliding_attention", "full_attention"]}),
 }
 
 

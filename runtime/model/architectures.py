@@ -22,10 +22,17 @@ Family notes, the places where "what is added to the residual stream" needs care
   resid_mid L := resid_pre L + attn_out L all the same, so the identity
   resid_pre + attn_out + mlp_out == resid_post still holds, and a resid_mid write is a delta on
   attn_out: it reaches resid_post but not the MLP of the same layer.
-- Gemma-2 normalises both sublayer outputs before adding them (post_attention_layernorm,
-  post_feedforward_layernorm), so attn_out and mlp_out are those norms' outputs. The heads then
-  sum to the o_proj output (the norm's input), not to attn_out: RMSNorm is not linear, so no
-  per-head split of attn_out exists. `head L.H` is the head's share of the o_proj output.
+- Gemma-2 and Gemma-3 normalise both sublayer outputs before adding them (post_attention_layernorm,
+  post_feedforward_layernorm), so attn_out and mlp_out are those norms' outputs. RMSNorm is not
+  linear, so attn_out has no exact per-head split of its own. We take `head L.H` at the norm's
+  input (the head's share z_h @ W_O[h] of the o_proj output) and push it through the norm with
+  the norm's scale frozen at its value in the forward being run (the clean run when reading):
+  head L.H = (z_h @ W_O[h]) * rsqrt(mean(o^2) + eps) * (1 + weight), o the o_proj output. The
+  shares then sum to attn_out exactly, and live in the residual stream's space, where a residual
+  SAE reconstructs them. A `head` write is a change of that share, added to attn_out, so after it
+  the heads still sum to attn_out; the o_proj output and the norm's scale are left as they were.
+  `head_z L.H` is the real slice of the o_proj input: a head_z write changes it, and the norm
+  then renormalises as the model does.
 """
 
 from __future__ import annotations
@@ -49,6 +56,9 @@ class Family:
     mlp_site: str  # module whose output is added to the residual stream as mlp_out
     final_norm: str
     lm_head: str
+    # attn_site is Gemma's RMSNorm of the o_proj output: head shares are taken at its input and
+    # pushed through it with its scale frozen (see the module docstring)
+    attn_site_is_norm: bool = False
 
 
 GPT2 = Family(
@@ -105,9 +115,28 @@ GEMMA2 = Family(
     mlp_site="post_feedforward_layernorm",
     final_norm="model.norm",
     lm_head="lm_head",
+    attn_site_is_norm=True,
 )
 
-FAMILIES: tuple[Family, ...] = (GPT2, GPT_NEOX, LLAMA, GEMMA2)
+# Gemma-3 (text): Gemma-2's layout with q/k norms, one KV head in the small models, sliding-window
+# layers on their own rotary base, and an embedding scaled by sqrt(d_model) inside embed_tokens
+# (so resid_pre 0 is the scaled embedding). Its decoder layers return a tensor, not a tuple.
+GEMMA3 = Family(
+    name="gemma3",
+    model_types=("gemma3_text",),
+    embed="model.embed_tokens",
+    layers="model.layers",
+    o_proj="self_attn.o_proj",
+    o_proj_transposed=False,
+    attn_site="post_attention_layernorm",
+    attn_site_tuple=False,
+    mlp_site="post_feedforward_layernorm",
+    final_norm="model.norm",
+    lm_head="lm_head",
+    attn_site_is_norm=True,
+)
+
+FAMILIES: tuple[Family, ...] = (GPT2, GPT_NEOX, LLAMA, GEMMA2, GEMMA3)
 
 
 def family_of(config: Any) -> Family:

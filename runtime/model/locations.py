@@ -127,45 +127,69 @@ def _layer(model, arch, block, layer, reads, writes, at, grads, capture) -> None
             pre = _replace(pre, writes_of("resid_pre"))
             block.inputs = ((pre, *args[1:]), kwargs)
 
-    # 2. o_proj input: head_z and head reads; 3. o_proj output: head writes land here
+    # 2. o_proj input: head_z and head reads; 3. o_proj output: head_z writes land here, and head
+    # writes too unless the attention site is a norm (Gemma), where they land at its output (4.)
     headed = comps & {"head", "head_z"}
+    normed = family.attn_site_is_norm
+    shares_post = None  # (delta, factor) of head writes at a norm's output
     if headed:
         o_proj = envoy_at(block, family.o_proj)
         z = o_proj.input
         w_o = o_proj_matrix(model, arch, layer)
         dh = arch.d_head
+        out = o_proj.output if (normed and "head" in comps) or comps_write & {"head", "head_z"} or grads else None
+        norm = model._module.get_submodule(f"{family.layers}.{layer}.{family.attn_site}") if normed else None
+        factor = _norm_factor(norm, out) if normed and "head" in comps else None
         for r in (r for r in reads if r.component in ("head", "head_z")):
-            z_h = _maybe_gather(z[..., r.head * dh : (r.head + 1) * dh], at)
-            take.store(r, z_h if r.component == "head_z" else z_h @ w_o[r.head * dh : (r.head + 1) * dh])
-        head_writes = writes_of("head", "head_z")
-        if head_writes or (grads and headed & comps_read):
-            out = o_proj.output
-            if head_writes:
-                delta = torch.zeros_like(out)
-                for w in head_writes:
-                    h = w.location.head
-                    block_w = w_o[h * dh : (h + 1) * dh]
-                    rows, pos = _index(w, out)
-                    now = z[rows, pos, h * dh : (h + 1) * dh]
-                    change = w.values.to(now) - (now if w.location.component == "head_z" else now @ block_w)
-                    if w.location.component == "head_z":
-                        change = change @ block_w
-                    delta[rows, pos] += change
-                out = out + delta
-                o_proj.output = out
-            if grads:
-                for r in reads:
-                    if r.component == "head":
-                        take.site(r, out, lambda g: g)
-                    elif r.component == "head_z":
-                        block_w = w_o[r.head * dh : (r.head + 1) * dh]
-                        take.site(r, out, lambda g, b=block_w: g @ b.T)
+            z_h = z[..., r.head * dh : (r.head + 1) * dh]
+            share = z_h if r.component == "head_z" else _share(z_h @ w_o[r.head * dh : (r.head + 1) * dh], factor)
+            take.store(r, _maybe_gather(share, at))
+        at_proj = writes_of("head_z") if normed else writes_of("head", "head_z")
+        if at_proj:
+            delta = torch.zeros_like(out)
+            for w in at_proj:
+                h = w.location.head
+                block_w = w_o[h * dh : (h + 1) * dh]
+                rows, pos = _index(w, out)
+                now = z[rows, pos, h * dh : (h + 1) * dh]
+                change = w.values.to(now) - (now if w.location.component == "head_z" else now @ block_w)
+                if w.location.component == "head_z":
+                    change = change @ block_w
+                delta[rows, pos] += change
+            out = out + delta
+            o_proj.output = out
+        at_norm = writes_of("head") if normed else []
+        if at_norm:
+            # The shares' frozen scale is the norm's factor on its input as it now is (after any
+            # head_z write above), so the heads still sum to attn_out after the write.
+            factor_now = _norm_factor(norm, out) if at_proj else factor
+            delta = torch.zeros_like(out, dtype=factor_now.dtype)
+            for w in at_norm:
+                h = w.location.head
+                rows, pos = _index(w, out)
+                now = _share(z[rows, pos, h * dh : (h + 1) * dh] @ w_o[h * dh : (h + 1) * dh], factor_now[rows, pos])
+                delta[rows, pos] += w.values.to(now) - now
+            shares_post = delta
+        if grads:
+            for r in reads:
+                if r.component == "head" and not normed:
+                    take.site(r, out, lambda g: g)
+                elif r.component == "head_z":
+                    block_w = w_o[r.head * dh : (r.head + 1) * dh]
+                    take.site(r, out, lambda g, b=block_w: g @ b.T)
 
     # 4. attention site: attn_out, and resid_mid = resid_pre + attn_out
-    if comps & {"attn_out", "resid_mid"}:
+    norm_heads = normed and (shares_post is not None or (grads and "head" in comps_read))
+    if comps & {"attn_out", "resid_mid"} or norm_heads:
         site = envoy_at(block, family.attn_site)
         raw = site.output
         attn = raw[0] if family.attn_site_tuple else raw
+        if shares_post is not None:
+            attn = attn + shares_post.to(attn)
+        if normed and grads:
+            for r in reads:
+                if r.component == "head":
+                    take.site(r, attn, lambda g: g)
         take.read(Location("attn_out", layer), attn, reads, lambda g: g)
         mid_loc = Location("resid_mid", layer)
         if mid_loc in reads:
@@ -180,6 +204,7 @@ def _layer(model, arch, block, layer, reads, writes, at, grads, capture) -> None
                     rows, pos = _index(w, attn)
                     now = pre[rows, pos] + attn[rows, pos]
                     attn[rows, pos] += w.values.to(now) - now
+        if comps_write & {"attn_out", "resid_mid"} or shares_post is not None:
             site.output = (attn, *raw[1:]) if family.attn_site_tuple else attn
 
     # 5. MLP site
@@ -217,6 +242,19 @@ class _Taker:
         if location in reads:
             self.store(location, _maybe_gather(tensor, self.at))
             self.site(location, tensor, convert)
+
+
+def _norm_factor(norm: Any, x: Any) -> Any:
+    """What Gemma's RMSNorm multiplies its input by, per element: rsqrt(mean x^2 + eps) * (1 + weight),
+    in float32 as the norm computes it. A head's share of the norm's output is its share of the
+    input times this factor, held fixed: the shares then sum to the norm's output exactly."""
+    x = x.float()
+    return torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.eps) * (1.0 + norm.weight.float())
+
+
+def _share(head_out: torch.Tensor, factor: torch.Tensor | None) -> torch.Tensor:
+    """A head's share of the attention output: its o_proj share, scaled by the norm's frozen factor when there is one."""
+    return head_out if factor is None else (head_out.float() * factor).to(head_out.dtype)
 
 
 def _index(write: Write, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

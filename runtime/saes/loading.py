@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtime.model.architectures import FAMILIES, GEMMA2, GPT2, GPT_NEOX, LLAMA, Architecture, Family
+from runtime.model.architectures import FAMILIES, GEMMA2, GEMMA3, GPT2, GPT_NEOX, LLAMA, Architecture, Family
 from runtime.store.cache import sha256_file
 from sagec.diagnostics import SpecError
 from sagec.locations import Location
@@ -96,13 +96,14 @@ _TL_COMPONENT = {
 }
 
 # Modules whose output equals one of the family's own sites in eval mode (dropouts are
-# identities), so SAEs trained on them read the same tensor. Gemma-2 has none: its attention and
-# MLP outputs are normalised before they reach the residual stream.
+# identities), so SAEs trained on them read the same tensor. Gemma-2 and -3 have none: their
+# attention and MLP outputs are normalised before they reach the residual stream.
 _HF_ALIASES: dict[str, dict[str, str]] = {
     GPT2.name: {"attn.c_proj": "attn_out", "mlp.c_proj": "mlp_out"},
     GPT_NEOX.name: {"attention": "attn_out", "attention.dense": "attn_out", "mlp": "mlp_out"},
     LLAMA.name: {"self_attn.o_proj": "attn_out", "mlp.down_proj": "mlp_out"},
     GEMMA2.name: {},
+    GEMMA3.name: {},
 }
 
 

