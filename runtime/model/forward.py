@@ -167,13 +167,15 @@ def prefix_cache(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], batch_
     if loaded.spec.remote is not None:
         raise ValueError("the final-token path needs the model's own key/value cache, which a remote model keeps on the server")
     order, batches = _batches(token_ids, batch_size or loaded.batch_size)
-    hf, device = loaded.model._module, loaded.device
+    # The decoder without its head: the prefix's logits are never read, and for a large
+    # vocabulary even one position's unembedding per prompt costs a tenth of the forward.
+    hf, device = loaded.model._module.base_model, loaded.device
     cached = []
     for rows in batches:
         padded = pad_left([token_ids[i] for i in rows], _pad_id(loaded))
         with torch.no_grad():
             out = hf(input_ids=padded.input_ids[:, :-1].to(device), attention_mask=padded.attention_mask[:, :-1].to(device),
-                     position_ids=padded.position_ids[:, :-1].to(device), use_cache=True, logits_to_keep=1)
+                     position_ids=padded.position_ids[:, :-1].to(device), use_cache=True)
         cached.append((rows, padded, out.past_key_values))
     return PrefixCache(tuple(map(tuple, token_ids)), order, cached)
 

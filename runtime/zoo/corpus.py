@@ -15,9 +15,10 @@ only that distribution, as an SAE trained on a broad corpus would be.
 
 Activations are read with forward hooks on the decoder layers named by the architecture tables
 (runtime/model/architectures.py): a layer's input is `resid_pre L`, its output `resid_post L`. Every
-token but each text's first is kept: the first token is an attention sink with an outsized norm,
-which would dominate the reconstruction loss, and no task position is ever there. One forward per
-batch serves every requested location, and it stops after the deepest layer needed.
+token but each text's first is kept: the first token (Gemma's <bos>, or the first word) is an
+attention sink with an outsized norm, which would dominate the reconstruction loss, and no task
+position is ever there. One forward per batch serves every requested location, and it stops after
+the deepest layer needed, so no logits are ever computed.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ class CorpusRecipe:
     seed: int = 0
     batch_size: int = 32
     copy_rows: int = 0  # random word sequences and their repeat, as runtime/zoo/tiny.py trains on
+    # Every text starts with the tokenizer's special tokens (Gemma's <bos>), as the model's
+    # prompts do: the model is run as it was trained, and the first token left out of the
+    # activations is then the BOS, whose residual norm (~1e5 in Gemma-3) would swamp an SAE.
+    bos: bool = False
 
 
 def task_texts(tasks: Sequence[Task], n: int) -> list[str]:
@@ -79,12 +84,12 @@ def build_corpus(hf_model, tokenizer, recipe: CorpusRecipe, tasks: Sequence[Task
         words = text.split()
         starts.append(" ".join(words[: rng.randint(1, min(4, len(words)))]))
     starts = [rng.choice(starts) for _ in range(recipe.generated)]
-    rows = [tokenizer(t, add_special_tokens=False).input_ids for t in texts]
+    rows = [tokenizer(t, add_special_tokens=recipe.bos).input_ids for t in texts]
     torch.manual_seed(recipe.seed)  # `generate` samples from the global generator
     for i in range(0, len(starts), recipe.batch_size):
         chunk = starts[i : i + recipe.batch_size]
-        enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.no_grad():
+        enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=recipe.bos)
+        with torch.no_grad():  # generate asks for the last position's logits alone (logits_to_keep=1)
             out = hf_model.generate(**enc, max_new_tokens=recipe.new_tokens, do_sample=True, top_k=50, temperature=1.0,
                                     pad_token_id=tokenizer.pad_token_id)
         for row, mask in zip(out, enc.attention_mask):

@@ -2,7 +2,7 @@
 zoo models, named `<model>/<kind>/<component>.<layer>`, e.g. `tiny-ioi/topk-k8/resid_post.1`.
 
 - Tiny models: committed under `runtime/zoo/data/saes/<model>/<kind>/<component>.<layer>/`.
-- `smollm2-135m`: built lazily, per SAE, on first use into `cache_dir()/saes/...`. The corpus
+- `smollm2-135m`, `gemma-3-270m`: built lazily, per SAE, on first use into `cache_dir()/saes/...`. The corpus
   (runtime/zoo/corpus.py) is generated once per model and kept; activations are collected once
   per location and kept too, so a second kind at the same layer costs only its training, and
   `build_saes` given several names collects all their layers in one pass over the corpus.
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from runtime.store.userdirs import cache_dir
 from runtime.zoo.corpus import CorpusRecipe
-from runtime.zoo.models import SMOLLM2, TINY, ZOO_DATA, resolve_model
+from runtime.zoo.models import GEMMA3, SMOLLM2, TINY, ZOO_DATA, resolve_model
 from runtime.zoo.names import unknown
 from runtime.zoo.sae_training import KINDS, Budget
 from sagec.locations import Location
@@ -66,6 +66,11 @@ PLANS: dict[str, SaePlan] = {
     # tiny models' multiples (2x d_model for relu-l1 and TopK), 200 steps of 512.
     SMOLLM2: SaePlan(SMOLLM2, _residual(30, range(30)), Budget(steps=200, batch_size=512, lr=2e-3, width_scale=0.5),
                      CorpusRecipe(prompts=384, generated=64, new_tokens=40, batch_size=64), committed=False),
+    # The same budget on Gemma-3-270M (1280 latents, 40 for `weak`), its corpus opened by the two
+    # tasks its specs run, every text after a <bos> (left out of the activations).
+    GEMMA3: SaePlan(GEMMA3, _residual(18, range(18)), Budget(steps=200, batch_size=512, lr=2e-3, width_scale=0.5),
+                    CorpusRecipe(prompts=384, generated=64, new_tokens=40, batch_size=64, bos=True), committed=False,
+                    tasks=("ioi", "agreement")),
 }
 
 

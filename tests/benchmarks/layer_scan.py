@@ -17,6 +17,7 @@ from collections import defaultdict
 
 import torch
 
+import runtime.zoo  # noqa: F401  (registers the zoo models a spec may name)
 import sagec
 from runtime.model.forward import collect, collect_with_grads
 from runtime.model.sources import load_model

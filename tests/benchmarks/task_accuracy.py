@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
+import runtime.zoo  # noqa: F401  (registers the zoo models a spec may name)
 import sagec
 from runtime.model.forward import patched_logits
 from runtime.model.sources import load_model
