@@ -55,6 +55,17 @@ sae weak[l] for l in 11..12 {
   source zoo "gemma-3-270m/weak/resid_post.{{l}}"
 }
 
+# Gemma Scope 2 (Google DeepMind's JumpReLU SAEs, trained on this very model) swaps in where a
+# Hugging Face hub, or a local cache holding the files (HF_HUB_CACHE), is at hand: uncomment
+# the block below and name scope[*] on the eval's `saes` line. Release `-res-all` has every
+# layer's resid_post at widths 16k and 262k and two sparsities (`l0_small`, L0 about 20 here,
+# and `l0_big`, about 120); `gemma-scope-2-270m-pt-res` has layers 5, 9, 12 and 15 only, with
+# `l0_medium` too and widths up to 1m. `sagec ls saes 'gemma-scope-2-270m*'` lists them all.
+#
+# sae scope[l] for l in 11..12 {
+#   source sae_lens "gemma-scope-2-270m-pt-res-all" "layer_{{l}}_width_16k_l0_small"
+# }
+
 eval ioi_ground_truth {
   model gemma
   task ioi

@@ -12,6 +12,7 @@ from __future__ import annotations
 from runtime.zoo.packaged import Chunk, PackagedModel
 
 NAME = "gemma-3-270m"
+UPSTREAM = "google/gemma-3-270m"  # the hub model it was converted from; Gemma Scope 2's SAEs name it
 GGUF = "gemma-3-270m-q4_k_m.gguf"
 
 _CHUNK_SHA256 = (
