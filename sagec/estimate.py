@@ -1,9 +1,12 @@
 """What a plan will cost, from configs alone (no weights): prompts, model passes, a time guess.
 
 Passes are counted in prompt-forwards (one prompt through the model once); a backward counts as
-two forwards. The time guess divides the work, 2 x parameters x tokens FLOPs per forward, by a
-throughput measured on this project's reference machine (2 CPU cores: SmolLM2-135M ran 896 tokens
-in about 2 s), so it is an order of magnitude, not a promise.
+two forwards. The time guess divides the work of a forward, 2 x tokens x the parameters every
+token multiplies by (all but the embedding) plus 2 x the unembedding's (its final position
+alone: sagec never asks for other logits), by a throughput measured on this project's reference
+machine (2 CPU cores: SmolLM2-135M ran 896 tokens in 64 prompts in about 2 s), so it is an order
+of magnitude, not a promise. Counting the embedding per token would make Gemma-3-270M, whose
+262k-token embedding is 63% of its parameters, look twice as slow as it is.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ from pathlib import Path
 
 from sagec.plan import Node, Plan
 
-CPU_FLOPS = 1.2e11  # measured: 896 tokens x 2 x 135e6 parameters in about 2 s on 2 cores
+CPU_FLOPS = 1.0e11  # measured: 2 x (896 tokens x 106e6 + 64 prompts x 28e6) in about 2 s on 2 cores
 SPARSE_CONTROL_KS = 7  # runtime.sage.control.KS has seven k values
 VERIFY_PROMPTS = 64  # locate verifies each candidate on at most this many train prompts
 TOKENS_GUESS = 20  # prompt length when the prompts are not sampled yet
 
-# Sizes of the built-in models, so `sagec plan` needs no download to estimate.
-KNOWN_SIZES = {"smollm2-135m": (30, 134_515_008)}
+# Sizes of the built-in models, so `sagec plan` needs no download to estimate: (layers,
+# parameters per token, parameters of the unembedding).
+KNOWN_SIZES = {"smollm2-135m": (30, 106_203_456, 28_311_552), "gemma-3-270m": (18, 100_326_016, 167_772_160)}
 
 
 @dataclass(frozen=True)
@@ -34,8 +38,9 @@ class Cost:
         return {"prompts": self.prompts, "forwards": self.forwards, "backwards": self.backwards, "seconds": self.seconds}
 
 
-def model_size(node: Node) -> tuple[int, int] | None:
-    """(layers, parameters) from the model's config.json where it is on disk, else known sizes."""
+def model_size(node: Node) -> tuple[int, int, int] | None:
+    """(layers, parameters per token, unembedding parameters) from the model's config.json where
+    it is on disk, else known sizes."""
     model = node.params.model  # every pass but report carries its model
     if model.source == "zoo" and model.ref in KNOWN_SIZES:
         return KNOWN_SIZES[model.ref]
@@ -49,7 +54,7 @@ def model_size(node: Node) -> tuple[int, int] | None:
         layers = c.get("num_hidden_layers") or c.get("n_layer")
         vocab = c.get("vocab_size")
         if d and layers and vocab:
-            return layers, 12 * layers * d * d + vocab * d
+            return layers, 12 * layers * d * d, vocab * d
     return None
 
 
@@ -75,7 +80,7 @@ def estimate(plan: Plan) -> dict[str, Cost]:
         elif node.kind == "score":
             forwards = n_test * (4 + 2 * len(task.attributes) + len(task.attributes) * SPARSE_CONTROL_KS)
         size = model_size(node)
-        seconds = None if size is None else (forwards + 2 * backwards) * TOKENS_GUESS * 2 * size[1] / CPU_FLOPS
+        seconds = None if size is None else (forwards + 2 * backwards) * 2 * (TOKENS_GUESS * size[1] + size[2]) / CPU_FLOPS
         out[node.id] = Cost(n if node.kind != "sample" else n * groups, forwards, backwards, seconds)
     return out
 

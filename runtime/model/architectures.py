@@ -37,6 +37,7 @@ Family notes, the places where "what is added to the residual stream" needs care
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,20 +122,7 @@ GEMMA2 = Family(
 # Gemma-3 (text): Gemma-2's layout with q/k norms, one KV head in the small models, sliding-window
 # layers on their own rotary base, and an embedding scaled by sqrt(d_model) inside embed_tokens
 # (so resid_pre 0 is the scaled embedding). Its decoder layers return a tensor, not a tuple.
-GEMMA3 = Family(
-    name="gemma3",
-    model_types=("gemma3_text",),
-    embed="model.embed_tokens",
-    layers="model.layers",
-    o_proj="self_attn.o_proj",
-    o_proj_transposed=False,
-    attn_site="post_attention_layernorm",
-    attn_site_tuple=False,
-    mlp_site="post_feedforward_layernorm",
-    final_norm="model.norm",
-    lm_head="lm_head",
-    attn_site_is_norm=True,
-)
+GEMMA3 = dataclasses.replace(GEMMA2, name="gemma3", model_types=("gemma3_text",))
 
 FAMILIES: tuple[Family, ...] = (GPT2, GPT_NEOX, LLAMA, GEMMA2, GEMMA3)
 

@@ -9,7 +9,12 @@ Writes replace a location's value at one token position per batch row. Every wri
 - resid_pre, attn_out, mlp_out, resid_post replace the site's tensor at those positions;
 - resid_mid adds (value - resid_mid) to attn_out, the only thing between resid_pre and it;
 - head and head_z add the change of the head's contribution to the o_proj output, which is
-  linear in the head's slice, so nothing else in the layer moves.
+  linear in the head's slice, so nothing else in the layer moves. Where the attention output is
+  normalised before the stream (Gemma), a head write instead adds the change of the head's share
+  to the norm's output, the share taken under the norm's scale as this forward computes it
+  (frozen: the write does not move it), so the heads still sum to attn_out after it; a head_z
+  write changes the real o_proj input and the norm renormalises, as in the model
+  (runtime/model/architectures.py).
 A read returns the value as this forward computes it, after writes at earlier sites and before
 writes at its own site; gradients are taken where the writes land, so `d metric / d location`
 is exactly the sensitivity a write of that location would see.
