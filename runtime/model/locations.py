@@ -136,7 +136,7 @@ def _layer(model, arch, block, layer, reads, writes, at, grads, capture) -> None
     # writes too unless the attention site is a norm (Gemma), where they land at its output (4.)
     headed = comps & {"head", "head_z"}
     normed = family.attn_site_is_norm
-    shares_post = None  # (delta, factor) of head writes at a norm's output
+    shares_post = None  # what head writes add to a norm's output
     if headed:
         o_proj = envoy_at(block, family.o_proj)
         z = o_proj.input
@@ -145,10 +145,10 @@ def _layer(model, arch, block, layer, reads, writes, at, grads, capture) -> None
         out = o_proj.output if (normed and "head" in comps) or comps_write & {"head", "head_z"} or grads else None
         norm = model._module.get_submodule(f"{family.layers}.{layer}.{family.attn_site}") if normed else None
         factor = _norm_factor(norm, out) if normed and "head" in comps else None
+        factor_at = None if factor is None else _maybe_gather(factor, at)
         for r in (r for r in reads if r.component in ("head", "head_z")):
-            z_h = z[..., r.head * dh : (r.head + 1) * dh]
-            share = z_h if r.component == "head_z" else _share(z_h @ w_o[r.head * dh : (r.head + 1) * dh], factor)
-            take.store(r, _maybe_gather(share, at))
+            z_h = _maybe_gather(z[..., r.head * dh : (r.head + 1) * dh], at)
+            take.store(r, z_h if r.component == "head_z" else _share(z_h @ w_o[r.head * dh : (r.head + 1) * dh], factor_at))
         at_proj = writes_of("head_z") if normed else writes_of("head", "head_z")
         if at_proj:
             delta = torch.zeros_like(out)
