@@ -22,6 +22,9 @@ from sagec.plan import GroundTruthParams, Node
 
 FIT_CHUNK = 256  # prompts per streamed update of the dictionary sums
 SUFFIX_PATH_MIN_PARAMETERS = 20_000_000  # transformer-block weights (12 L d^2) that make it pay
+# Final logits one long batch of conditions may hold at once: each prompt's row is the whole
+# vocabulary (1 MB for Gemma-3's 262,144 tokens), so 60 conditions of 128 prompts would be 7.5 GB.
+LOGITS_MEMORY = 1 << 28
 
 
 @dataclass(frozen=True)
@@ -81,14 +84,18 @@ def patcher(ctx, loaded, prompts: Sequence[Prompt]):
                         out[i] = Outcome(common.metric_values(logits, prompts), logits.argmax(dim=-1))
                         bar.advance(len(prompts))
                     continue
-                repeated = list(prompts) * len(members)
-                patches = [_patch(name, repeated, torch.cat([conditions[i][name] for i in members])) for name in sites]
-                logits = common.patched_logits(ctx, loaded, repeated, patches)
-                metric, argmax = common.metric_values(logits, repeated), logits.argmax(dim=-1)
-                for j, i in enumerate(members):
-                    rows = slice(j * len(prompts), (j + 1) * len(prompts))
-                    out[i] = Outcome(metric[rows], argmax[rows])
-                bar.advance(len(members) * len(prompts))
+                per_call = max(1, LOGITS_MEMORY // (len(prompts) * arch.vocab_size * 4))
+                for start in range(0, len(members), per_call):
+                    chunk = members[start : start + per_call]
+                    repeated = list(prompts) * len(chunk)
+                    patches = [_patch(name, repeated, torch.cat([conditions[i][name] for i in chunk])) for name in sites]
+                    logits = common.patched_logits(ctx, loaded, repeated, patches)
+                    metric, argmax = common.metric_values(logits, repeated), logits.argmax(dim=-1)
+                    del logits
+                    for j, i in enumerate(chunk):
+                        rows = slice(j * len(prompts), (j + 1) * len(prompts))
+                        out[i] = Outcome(metric[rows], argmax[rows])
+                    bar.advance(len(chunk) * len(prompts))
         return out  # type: ignore[return-value]
 
     return patched
