@@ -168,7 +168,8 @@ def prefix_cache(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], batch_
         raise ValueError("the final-token path needs the model's own key/value cache, which a remote model keeps on the server")
     order, batches = _batches(token_ids, batch_size or loaded.batch_size)
     # The decoder without its head: the prefix's logits are never read, and for a large
-    # vocabulary even one position's unembedding per prompt costs a tenth of the forward.
+    # vocabulary even one position's unembedding per prompt costs a sixth of the prefix (Gemma-3,
+    # tests/benchmarks/bench_logits.py).
     hf, device = loaded.model._module.base_model, loaded.device
     cached = []
     for rows in batches:
