@@ -72,7 +72,7 @@ def estimate(plan: Plan) -> dict[str, Cost]:
             forwards = n * groups
         elif node.kind == "ground_truth":
             forwards = n_test * (3 + 2 * len(task.attributes))
-        elif node.kind == "score":
+        elif node.kind in ("score", "baseline"):  # a baseline is scored as an SAE
             forwards = n_test * (4 + 2 * len(task.attributes) + len(task.attributes) * SPARSE_CONTROL_KS)
         size = model_size(node)
         seconds = None if size is None else (forwards + 2 * backwards) * TOKENS_GUESS * 2 * size[1] / CPU_FLOPS
