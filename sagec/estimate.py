@@ -72,8 +72,12 @@ def estimate(plan: Plan) -> dict[str, Cost]:
             forwards = n * groups
         elif node.kind == "ground_truth":
             forwards = n_test * (3 + 2 * len(task.attributes))
-        elif node.kind in ("score", "baseline"):  # a baseline is scored as an SAE
+        elif node.kind == "score":
             forwards = n_test * (4 + 2 * len(task.attributes) + len(task.attributes) * SPARSE_CONTROL_KS)
+        elif node.kind == "baseline":
+            # Scored as an SAE, against the supervised reference its ground truth or SAE already
+            # validated in the run; SAEs that serve the same cross-sections share it (not counted).
+            forwards = n_test * (2 + len(task.attributes) * SPARSE_CONTROL_KS)
         size = model_size(node)
         seconds = None if size is None else (forwards + 2 * backwards) * TOKENS_GUESS * 2 * size[1] / CPU_FLOPS
         out[node.id] = Cost(n if node.kind != "sample" else n * groups, forwards, backwards, seconds)
