@@ -58,7 +58,11 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     def score() -> tuple[SaeScores, dict]:
         data = test_data(ps, trace, sites, params.attributes)
         loaded = common.loaded_model(ctx, params.model)
-        dictionaries = {s: d for s, d in dictionaries_from(gt).items() if s in sites}
+        # In the order of `sites` (the ground truth's), whether its artifact was computed in this
+        # run or read back from the cache: the order cross-sections are patched in moves the last
+        # bits of a forward, and a run must give the same numbers either way.
+        fitted = dictionaries_from(gt)
+        dictionaries = {s: fitted[s] for s in sites}
         reference = supervised(ctx, gt_id, sites, lambda: validate(ctx, loaded, data, dictionaries))
         as_sae = {s: bases[s].site(data.acts[s], {a: data.twin_acts[a][s] for a in params.attributes}) for s in sites}
         scores = score_sae(as_sae, supervised=reference, acts=data.acts, twin_acts=data.twin_acts, values=data.values,

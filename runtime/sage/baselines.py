@@ -65,10 +65,9 @@ def fit(kind: str, train: torch.Tensor, *, components: int | None = None, site: 
     if kind == "neurons":
         directions = torch.eye(d)
     elif kind == "pca":
-        # Eigenvectors of the covariance in float64: its small eigenvalues are where float32
-        # loses the order of directions; ties and signs are fixed below, so the basis is stable.
+        # The covariance in float64: float32 would blur the order of its small eigenvalues.
         covariance = centred.double().T @ centred.double() / (n - 1)
-        values, vectors = torch.linalg.eigh(covariance)
+        _, vectors = torch.linalg.eigh(covariance)  # ascending
         directions = vectors.flip(dims=(1,)).T.to(torch.float32)  # by decreasing variance
         directions = directions[: components or d]
     elif kind == "random":
