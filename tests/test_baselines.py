@@ -8,14 +8,7 @@ from runtime.sage import baselines, control
 from runtime.sage.alignment import align
 from runtime.sage.dictionaries import DictionaryFitter
 from runtime.sage.evaluate import Outcome, score_sae, validate_supervised
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.test_sage_evaluate import one_thread  # noqa: F401 - tiny tensors: one thread (autouse)
 
 
 def gaussian(n, d, seed, scale=1.0):
