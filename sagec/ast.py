@@ -256,6 +256,21 @@ class Saes:
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """One trivial basis to score beside the SAEs: `pca`, `neurons`, `random`, or `pca 8`."""
+
+    name: Ident
+    components: int | None = None  # `pca K`: keep the first K principal directions
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Baselines:
+    items: tuple[Baseline, ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
 class Report:
     out_dir: Literal
     formats: tuple[Ident, ...]
@@ -328,7 +343,7 @@ class Sae:
     span: Span = _span()
 
 
-EvalStmt = Union[Setting, Locate, GroundTruth, Saes, Names, Report]
+EvalStmt = Union[Setting, Locate, GroundTruth, Saes, Baselines, Names, Report]
 
 
 @dataclass(frozen=True)

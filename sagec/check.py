@@ -577,7 +577,7 @@ class _Checker:
         name = e.name.name
         st = self._settings(
             [s for s in e.body if not isinstance(s, A.Saes)],
-            {"model": A.Setting, "task": A.Setting, "locate": A.Locate, "ground_truth": A.GroundTruth, "score": A.Names, "report": A.Report},
+            {"model": A.Setting, "task": A.Setting, "locate": A.Locate, "ground_truth": A.GroundTruth, "score": A.Names, "report": A.Report, "baselines": A.Baselines},
             "an eval block",
         )
         model = task = ""
@@ -604,7 +604,8 @@ class _Checker:
         if "score" in st:
             score = tuple(self.word(i, "metric", N.METRICS) for i in self._no_repeats(st["score"].names))
         report = self._report(st.get("report"), e)
-        return S.Eval(name, model, task, locate, ground_truth, uses, score, report, e.span.origin)
+        baselines = self._baselines(st["baselines"]) if "baselines" in st else ()
+        return S.Eval(name, model, task, locate, ground_truth, uses, score, report, e.span.origin, baselines)
 
     def _no_repeats(self, idents: Iterable[A.Ident]) -> list[A.Ident]:
         out: list[A.Ident] = []
@@ -697,6 +698,21 @@ class _Checker:
                         out.append(use)
         return tuple(out)
 
+    def _baselines(self, st: A.Baselines) -> tuple[S.Baseline, ...]:
+        out: list[S.Baseline] = []
+        for item in st.items:
+            kind = self.word(item.name, "baseline", N.BASELINES)
+            if item.components is not None and kind in N.BASELINES and kind not in N.TRUNCATABLE_BASELINES:
+                self.error(item.span, f"baseline '{kind}' takes no number of components; only {', '.join(N.TRUNCATABLE_BASELINES)} can be truncated", f"write just '{kind}'")
+            elif item.components is not None and item.components < 1:
+                self.error(item.span, f"'{kind} {item.components}' keeps no component; it needs at least 1")
+            baseline = S.Baseline(kind, item.components)
+            if baseline in out:
+                self.error(item.span, f"baseline '{baseline.name}' is listed twice")
+            else:
+                out.append(baseline)
+        return tuple(out)
+
     def _members(self, ref: A.SaeRef) -> list[str]:
         name = ref.name.name
         if name not in self.families:
@@ -733,7 +749,7 @@ def _key(st: object) -> str:
     return {
         A.Source: "source", A.BatchSize: "batch_size", A.Hook: "hook", A.Answer: "answer", A.Split: "split",
         A.Samples: "samples", A.Locate: "locate", A.GroundTruth: "ground_truth", A.Report: "report",
-        A.Layers: "layers", A.Select: "select", A.Saes: "saes", A.Var: "var", A.Template: "template", A.Position: "position",
+        A.Layers: "layers", A.Select: "select", A.Saes: "saes", A.Baselines: "baselines", A.Var: "var", A.Template: "template", A.Position: "position",
     }[type(st)]
 
 

@@ -79,6 +79,10 @@ def estimate(plan: Plan) -> dict[str, Cost]:
             forwards = n_test * (3 + 2 * len(task.attributes))
         elif node.kind == "score":
             forwards = n_test * (4 + 2 * len(task.attributes) + len(task.attributes) * SPARSE_CONTROL_KS)
+        elif node.kind == "baseline":
+            # Scored as an SAE, against the supervised reference its ground truth or SAE already
+            # validated in the run; SAEs that serve the same cross-sections share it (not counted).
+            forwards = n_test * (2 + len(task.attributes) * SPARSE_CONTROL_KS)
         size = model_size(node)
         seconds = None if size is None else (forwards + 2 * backwards) * 2 * (TOKENS_GUESS * size[1] + size[2]) / CPU_FLOPS
         out[node.id] = Cost(n if node.kind != "sample" else n * groups, forwards, backwards, seconds)

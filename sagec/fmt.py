@@ -228,6 +228,8 @@ def _statement(st: object) -> str:
             return f"select top {int(value)}" if kind == "top" else f"select fraction {number(value)}"
         case A.Saes(refs, reconstruct):
             return "saes " + ", ".join(_sae_ref(r) for r in refs) + (f" reconstruct {reconstruct.name}" if reconstruct else "")
+        case A.Baselines(items):
+            return "baselines " + ", ".join(b.name.name + (f" {b.components}" if b.components is not None else "") for b in items)
         case A.Report(out_dir, formats):
             return f"report {literal(out_dir)}" + (f" as {names(formats)}" if formats else "")
     raise TypeError(f"not a statement: {st!r}")

@@ -1,6 +1,7 @@
 """Lowering: a checked Spec becomes a Plan (sagec/plan.py), without loading any weights.
 
-Per eval: sample -> locate -> trace -> ground_truth -> score (one per SAE) -> report. Nodes that
+Per eval: sample -> locate -> trace -> ground_truth -> score (one per SAE) and baseline (one per
+listed basis) -> report. Nodes that
 compute the same thing (same key) are shared between evals: two evals on one task and model share
 the prompt set, and one trace node per (model, prompt set) serves every eval on them, since the
 runtime collects the union of the cross-sections all their locate nodes selected.
@@ -16,6 +17,7 @@ from pathlib import Path
 from sagec.plan import (
     PASS_ORDER,
     PLAN_SCHEMA,
+    BaselineParams,
     GroundTruthParams,
     LocateParams,
     Node,
@@ -129,11 +131,19 @@ def lower(spec: Spec, versions: tuple[tuple[str, str], ...] | None = None) -> Pl
                     "|".join([ident, *map(_sae_identity, (sae, *partners))]),
                 )
             )
+        baselines = []
+        for base in ev.baselines:
+            inputs = (sample, locate, trace, gt)
+            baselines.append(b.add(f"baseline[{ev.name}/{base.name}]", "baseline", BaselineParams(base, model, task.attributes), inputs, ident))
+            for score in scores:
+                label = b.nodes[score].params.label
+                params = BaselineParams(base, model, task.attributes, beside=label)
+                baselines.append(b.add(f"baseline[{ev.name}/{base.name} beside {label}]", "baseline", params, (*inputs, score), ident))
         b.add(
             f"report[{ev.name}]",
             "report",
             ReportParams(ev, spec.file, spec_hash),
-            (sample, locate, trace, gt, *scores),
+            (sample, locate, trace, gt, *scores, *baselines),
         )
 
     depth: dict[str, int] = {}

@@ -32,6 +32,9 @@ METRICS = (
     "spliced_metric",
 )
 REPORT_FORMATS = ("html", "json")
+# Trivial bases scored beside the SAEs (METHOD.md section 7); `pca K` keeps K components.
+BASELINES = ("pca", "neurons", "random")
+TRUNCATABLE_BASELINES = ("pca",)
 
 COMPARE_OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not in")
 ARITH_OPS = ("+", "-", "*", "//", "%")

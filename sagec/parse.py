@@ -472,6 +472,14 @@ class _ToAst(Transformer):
         return A.SaeRef(self._id(c[0]), index.value if isinstance(index, _Val) else index, span)
 
     @_rule
+    def baselines(self, span, c):
+        return A.Baselines(tuple(c), span)
+
+    @_rule
+    def baseline(self, span, c):
+        return A.Baseline(self._id(c[0]), int(c[1]) if len(c) > 1 else None, span)
+
+    @_rule
     def report(self, span, c):
         return A.Report(self._str(c[0]), c[1] if len(c) > 1 else (), span)
 

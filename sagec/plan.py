@@ -21,7 +21,7 @@ from typing import Any, Union
 
 from sagec import serial
 from sagec.locations import CrossSection
-from sagec.spec import Eval, GroundTruth, Locate, Model, Sae, Task
+from sagec.spec import Baseline, Eval, GroundTruth, Locate, Model, Sae, Task
 
 PLAN_SCHEMA = 1
 
@@ -33,7 +33,8 @@ PASS_VERSIONS = {
     "trace": 1,
     "ground_truth": 2,  # 2: sufficiency's direction is "one" (the closer to 1 the better)
     "score": 4,  # 2: results keyed by the spec's SAE name (zoo SAEs' own as zoo_name); 3: as ground_truth 2; 4: residual_pair
-    "report": 3,  # 2: seeds recorded; 3: as ground_truth 2
+    "baseline": 1,
+    "report": 4,  # 2: seeds recorded; 3: as ground_truth 2; 4: baselines
 }
 PASS_ORDER = tuple(PASS_VERSIONS)
 
@@ -98,6 +99,20 @@ class ScoreParams:
 
 
 @dataclass(frozen=True)
+class BaselineParams:
+    """Fit one trivial basis at every located cross-section on the train split and score it as
+    an SAE (METHOD.md section 7), on all of them or, `beside` an SAE (its label), on exactly the
+    cross-sections that SAE serves, read from its score node: control is judged on the sites an
+    edit patches together, so an SAE is compared with a basis on the same ones. Score nodes
+    never read a baseline, so adding one leaves their keys as they were."""
+
+    baseline: Baseline
+    model: Model
+    attributes: tuple[str, ...]
+    beside: str | None = None
+
+
+@dataclass(frozen=True)
 class ReportParams:
     """Gather everything of one eval into results.json (and the report)."""
 
@@ -106,7 +121,7 @@ class ReportParams:
     spec_hash: str
 
 
-Params = Union[SampleParams, LocateParams, TraceParams, GroundTruthParams, ScoreParams, ReportParams]
+Params = Union[SampleParams, LocateParams, TraceParams, GroundTruthParams, ScoreParams, BaselineParams, ReportParams]
 
 
 @dataclass(frozen=True)

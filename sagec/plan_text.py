@@ -23,6 +23,9 @@ def _summary(node: Node) -> str:
         return f"{p.ground_truth.method} codes for {', '.join(p.attributes)}; validate {', '.join(p.ground_truth.validate)}"
     if node.kind == "score":
         return f"SAE {p.sae.name} ({p.reconstruct}): {', '.join(p.metrics)}"
+    if node.kind == "baseline":
+        where = f"on the cross-sections {p.beside} serves" if p.beside else "on every located cross-section"
+        return f"basis {p.baseline.name}, fitted on train at each located cross-section, scored as an SAE {where}"
     if node.kind == "report":
         return f"{p.eval.report.out_dir} as {', '.join(p.eval.report.formats)}"
     return ""

@@ -246,6 +246,20 @@ class SaeUse:
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """A trivial basis scored beside the SAEs (METHOD.md section 7): `kind` is one of
+    sagec.names.BASELINES; `components` keeps the first K directions (`pca K`), None all."""
+
+    kind: str
+    components: int | None = None
+
+    @property
+    def name(self) -> str:
+        """How results and the report name it: `pca`, `neurons`, `random`, `pca 8`."""
+        return self.kind if self.components is None else f"{self.kind} {self.components}"
+
+
+@dataclass(frozen=True)
 class Report:
     out_dir: str  # absolute, resolved against the spec's folder
     formats: tuple[str, ...]  # sagec.names.REPORT_FORMATS
@@ -262,6 +276,7 @@ class Eval:
     score: tuple[str, ...]  # sagec.names.METRICS
     report: Report
     origin: Origin
+    baselines: tuple[Baseline, ...] = ()
 
 
 @dataclass(frozen=True)

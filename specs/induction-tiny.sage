@@ -38,6 +38,7 @@ eval induction_tiny {
     verify patching
   }
   saes l1[*], topk8[*], topk32[*], weak[*] reconstruct residual
+  baselines pca, neurons, random
   score sufficiency, necessity, control, interpretability, explained_variance, l0
   report "runs/tiny/induction" as html, json
 }

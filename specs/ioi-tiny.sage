@@ -87,6 +87,7 @@ eval tiny_ioi {
     validate sufficiency, necessity, control
   }
   saes l1[*], topk8[*], topk32[*], weak[*] reconstruct residual
+  baselines pca, neurons, random
   score sufficiency, necessity, control, interpretability, alignment, explained_variance, l0, dead_fraction, spliced_metric
   report "runs/ioi-tiny" as html, json
 }

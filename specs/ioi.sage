@@ -71,6 +71,7 @@ eval ioi_ground_truth {
     validate sufficiency, necessity, control
   }
   saes l1[*], topk[*], weak[*] reconstruct residual  # SAGE: residual SAEs reconstruct sublayers
+  baselines pca, neurons, random  # is each SAE better than a trivial basis? (METHOD.md section 7)
   score sufficiency, necessity, control, interpretability
   report "runs/ioi" as html, json
 }

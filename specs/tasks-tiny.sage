@@ -40,6 +40,7 @@ eval agreement_tiny {
     verify patching
   }
   saes l1[*], topk8[*], topk32[*], weak[*] reconstruct residual
+  baselines pca, neurons, random
   score sufficiency, necessity, control, interpretability, explained_variance, l0
   report "runs/tiny/agreement" as html, json
 }
@@ -55,6 +56,7 @@ eval capital_tiny {
     verify patching
   }
   saes l1[*], topk8[*], topk32[*], weak[*] reconstruct residual
+  baselines pca, neurons, random
   score sufficiency, necessity, control, interpretability, explained_variance, l0
   report "runs/tiny/capitals" as html, json
 }
@@ -70,6 +72,7 @@ eval greater_than_tiny {
     verify patching
   }
   saes l1[*], topk8[*], topk32[*], weak[*] reconstruct residual
+  baselines pca, neurons, random
   score sufficiency, necessity, control, interpretability, explained_variance, l0
   report "runs/tiny/greater_than" as html, json
 }
@@ -85,6 +88,7 @@ eval pronoun_tiny {
     verify patching
   }
   saes l1[*], topk8[*], topk32[*], weak[*] reconstruct residual
+  baselines pca, neurons, random
   score sufficiency, necessity, control, interpretability, explained_variance, l0
   report "runs/tiny/pronoun" as html, json
 }

@@ -96,6 +96,13 @@ def test_ioi_spec_is_the_method_task():
     assert spec.eval("ioi_ground_truth").report.out_dir == str(SPECS / "runs" / "ioi")
 
 
+def test_baselines_resolve_in_order_with_pca_truncated_or_not(tmp_path):
+    spec = checked(mutate("saes res[*]", "saes res[*]\n  baselines pca, neurons, random, pca 8"), tmp_path)
+    assert spec.evals[0].baselines == (S.Baseline("pca"), S.Baseline("neurons"), S.Baseline("random"), S.Baseline("pca", 8))
+    assert [b.name for b in spec.evals[0].baselines] == ["pca", "neurons", "random", "pca 8"]
+    assert checked(BASE, tmp_path).evals[0].baselines == ()  # none unless asked for
+
+
 def test_answer_sets_and_positions_by_reference(tmp_path):
     text = mutate('answer " {{io}}" against " {{s}}"', 'answer "{{n}}" for n in 0..9 where n > 4 against "{{n}}" for n in [1, 2]')
     text = mutate("position end = last", "position end = last\n  position s3 = s2 - 1", text)
@@ -172,6 +179,10 @@ CASES = [
     ("answer-binder-shadows", 'answer " {{io}}"', 'answer "{{s}}" for s in 0..2', "shadows a task variable", "s in 0", None),
     ("split-by-single-value", '["x", "y"]', '["x"]', "it has a single value", "place:", None),
     ("split-by-single-template", "split by place", "split by template", "the task has a single template", "template:", None),
+    ("unknown-baseline", "saes res[*]", "saes res[*]\n  baselines pca, nuerons", "unknown baseline 'nuerons'", "nuerons", "did you mean 'neurons'?"),
+    ("baseline-without-components", "saes res[*]", "saes res[*]\n  baselines random 8", "baseline 'random' takes no number of components", "random 8", "write just 'random'"),
+    ("pca-without-components", "saes res[*]", "saes res[*]\n  baselines pca 0", "'pca 0' keeps no component", "pca 0", None),
+    ("baseline-twice", "saes res[*]", "saes res[*]\n  baselines pca 4, neurons, pca 4", "baseline 'pca 4' is listed twice", "pca 4\n", None),
 ]
 
 

@@ -50,14 +50,21 @@ def exported(run_a, tmp_path_factory):
     result = CliRunner().invoke(main, ["export", str(run_a.folder), "--format", "saebench", "--out", str(out)])
     assert result.exit_code == 0, result.output
     files = sorted(out.iterdir())
-    assert result.output.splitlines() == [f"wrote {f}" for f in files]
+    assert sorted(result.output.splitlines()) == [f"wrote {f}" for f in files]
     return {f.name: json.loads(f.read_text()) for f in files}
 
 
-def test_one_envelope_per_scored_sae(run_a, exported):
+def test_one_envelope_per_scored_sae_and_per_baseline(run_a, exported):
     doc = results.load(run_a.folder)
     scored = [e["sae"] for e in doc["saes"].values() if e["scores"]]
-    assert sorted(exported) == sorted(f"path_{s['name']}_eval_results.json" for s in scored)
+    baselines = ["baseline_pca_eval_results.json", "baseline_neurons_eval_results.json", "baseline_random_eval_results.json", "baseline_pca_4_eval_results.json"]
+    assert sorted(exported) == sorted([f"path_{s['name']}_eval_results.json" for s in scored] + baselines)
+    pca4 = exported["baseline_pca_4_eval_results.json"]
+    assert pca4["sae_cfg_dict"]["architecture"] == "baseline_pca" and pca4["sae_cfg_dict"]["d_sae"] == 4
+    assert pca4["eval_result_metrics"]["sufficiency"]["sufficiency"] == doc["baselines"]["pca 4"]["scores"]["sufficiency"]["value"]
+    neurons = exported["baseline_neurons_eval_results.json"]
+    assert neurons["eval_result_metrics"]["necessity"]["necessity"] is None
+    assert neurons["eval_result_unstructured"]["reasons"]["necessity"] == "a complete basis reconstructs exactly"
 
 
 def test_envelopes_have_saebench_fields_and_flat_metric_categories(exported):
@@ -81,7 +88,8 @@ def test_envelopes_have_saebench_fields_and_flat_metric_categories(exported):
 def test_exported_numbers_are_the_run_numbers_with_reasons_for_nulls(run_a, exported):
     doc = results.load(run_a.folder)
     for data in exported.values():
-        entry = doc["saes"][data["sae_cfg_dict"]["name"]]
+        group = "baselines" if data["sae_cfg_dict"]["architecture"].startswith("baseline_") else "saes"
+        entry = doc[group][data["sae_cfg_dict"]["name"]]
         suff = entry["scores"]["sufficiency"]
         flat = data["eval_result_metrics"]["sufficiency"]
         assert [flat["sufficiency"], flat["sufficiency_ci95_low"], flat["sufficiency_ci95_high"]] == [suff["value"], *suff["ci95"]]
@@ -132,6 +140,7 @@ def test_diff_of_two_seeds(run_a, run_b):
     a, b = results.load(run_a.folder), results.load(run_b.folder)
     shared = dict(results.estimates(a)).keys() & dict(results.estimates(b)).keys()
     assert {r["metric"] for r in d["metrics"]} == {"/".join(p) for p in shared}
+    assert "baselines/pca 4/scores/sufficiency" in {r["metric"] for r in d["metrics"]}  # baselines are compared too
     for r in d["metrics"]:
         if r["delta"] is not None:
             assert r["delta"] == pytest.approx(r["b"]["value"] - r["a"]["value"])

@@ -111,6 +111,7 @@ eval_stmts = st.one_of(
     ground_truths,
     st.builds(A.Saes, st.lists(sae_refs, min_size=1, max_size=3).map(tuple), maybe(idents)),
     keyed_names("score"),
+    st.builds(A.Baselines, st.lists(st.builds(A.Baseline, idents, maybe(naturals)), min_size=1, max_size=4).map(tuple)),
     st.builds(A.Report, strings, st.lists(idents, max_size=2).map(tuple)),
 )
 evals = st.builds(A.Eval, idents, st.lists(eval_stmts, max_size=6).map(tuple))

@@ -7,6 +7,7 @@ from sagec import plan as plan_mod
 from sagec.lower import lower
 from sagec.spec import (
     Answer,
+    Baseline,
     AnswerSide,
     Compare,
     Eval,
@@ -33,7 +34,7 @@ def origin(line: int = 1) -> Origin:
     return Origin("spec.sage", line, 1)
 
 
-def make_spec(saes=("res[0]", "res[1]"), line_shift: int = 0, samples: int = 64, batch_size=None) -> Spec:
+def make_spec(saes=("res[0]", "res[1]"), line_shift: int = 0, samples: int = 64, batch_size=None, baselines=()) -> Spec:
     o = origin(1 + line_shift)
     task = Task(
         name="ioi",
@@ -61,6 +62,7 @@ def make_spec(saes=("res[0]", "res[1]"), line_shift: int = 0, samples: int = 64,
         score=("sufficiency", "necessity"),
         report=Report("/tmp/runs/gt", ("json",)),
         origin=o,
+        baselines=tuple(baselines),
     )
     return Spec("spec.sage", (model,), (task,), all_saes, (ev,))
 
@@ -88,6 +90,33 @@ def test_adding_an_sae_changes_only_its_score_node_and_the_report():
     before, after = keys(lower(make_spec(), VERSIONS)), keys(lower(make_spec(saes=("res[0]", "res[1]", "res[2]")), VERSIONS))
     changed = {i for i in after if before.get(i) != after[i]}
     assert changed == {"score[gt/res[2]]", "report[gt]"}
+
+
+BASES = (Baseline("pca"), Baseline("neurons"), Baseline("random"), Baseline("pca", 8))
+
+
+def test_each_baseline_is_scored_on_every_cross_section_and_beside_each_sae():
+    p = lower(make_spec(baselines=BASES), VERSIONS)
+    ids = {n.id for n in p.by_kind("baseline")}
+    assert ids == {f"baseline[gt/{b.name}{beside}]" for b in BASES for beside in ("", " beside res[0]", " beside res[1]")}
+    assert p.node("baseline[gt/pca 8]").inputs == ("sample[ioi@tiny]", "locate[gt]", "trace[tiny/ioi]", "ground_truth[gt]")
+    assert p.node("baseline[gt/pca beside res[1]]").inputs[-1] == "score[gt/res[1]]"  # where it reads the SAE's sites
+    assert ids <= set(p.node("report[gt]").inputs)
+
+
+def test_adding_a_baseline_changes_no_score_node():
+    before = keys(lower(make_spec(), VERSIONS))
+    after = keys(lower(make_spec(baselines=BASES[:1]), VERSIONS))
+    assert {i for i in before if after[i] != before[i]} == {"report[gt]"}
+    more = keys(lower(make_spec(baselines=BASES), VERSIONS))
+    assert {i for i in after if more[i] != after[i]} == {"report[gt]"}  # the pca nodes keep theirs too
+
+
+def test_adding_an_sae_beside_baselines_adds_its_score_and_its_baseline_nodes():
+    before = keys(lower(make_spec(baselines=BASES[:2]), VERSIONS))
+    after = keys(lower(make_spec(saes=("res[0]", "res[1]", "res[2]"), baselines=BASES[:2]), VERSIONS))
+    changed = {i for i in after if before.get(i) != after[i]}
+    assert changed == {"score[gt/res[2]]", "baseline[gt/pca beside res[2]]", "baseline[gt/neurons beside res[2]]", "report[gt]"}
 
 
 def test_moving_lines_or_changing_the_batch_size_changes_no_key():

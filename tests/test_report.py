@@ -112,6 +112,10 @@ def test_every_section_and_plot_is_there(html, doc):
     assert page.tables["site-table"] == 1 + sum(len(e["scores"]["per_site"]) for e in scored.values())
     # One control panel per SAE and attribute; one attribution map per twin family.
     assert html.count('data-plot="control"') == sum(len(e["scores"]["control"]) for e in scored.values())
+    # The baselines: a table of them, a line against them per scored SAE, a row each in F1's table.
+    assert page.tables["baseline-table"] == 1 + len(doc["baselines"])
+    assert html.count('<li><span class="swatch"', html.index('id="against-baselines"')) >= len(scored)
+    assert page.tables["f1-table"] == 1 + len(scored) + len(doc["baselines"])
     assert html.count('data-plot="attribution"') == len(doc["locate"]["families"])
 
 
@@ -159,6 +163,45 @@ def test_the_verdict_follows_the_numbers(doc):
     assert verdict["best"] == a
     assert (verdict["wins"][a], verdict["clear_leads"][a], verdict["wins"][b]) == (2, 2, 1)
     assert verdict["ranks"][a] < verdict["ranks"][b]
+
+
+def test_each_sae_is_judged_against_the_best_baseline_on_its_cross_sections(doc):
+    """Make one SAE's min k clearly lower than every baseline's beside it, then clearly higher
+    than one baseline's: better, then worse than the best baseline; overlapping intervals say
+    neither. Interpretability counts cross-sections whose intervals are apart."""
+    doc = copy.deepcopy(doc)
+    sae = next(n for n, e in doc["saes"].items() if e["scores"])
+    attributes = list(doc["saes"][sae]["scores"]["control"])
+
+    def min_k(entry, value, low, high):
+        for control in entry["control"].values():
+            control["min_k"].update(value=value, ci95=[low, high])
+            control["min_k"].pop("reason", None)
+
+    def interpretability(entry, value, low, high):
+        for site in entry["per_site"].values():
+            for view in ("feature_centric", "value_centric"):
+                site["interpretability"][view].update(value=value, ci95=[low, high])
+                site["interpretability"][view].pop("reason", None)
+
+    def line():
+        return next(x for x in build(doc)["against_baselines"] if x["sae"] == sae)
+
+    min_k(doc["saes"][sae]["scores"], 1.0, 1.0, 2.0)
+    interpretability(doc["saes"][sae]["scores"], 0.5, 0.4, 0.6)
+    for b in doc["baselines"].values():
+        min_k(b["beside"][sae]["scores"], 8.0, 4.0, None)  # an undefined upper bound is "beyond 32"
+        interpretability(b["beside"][sae]["scores"], 0.5, 0.3, 0.7)
+    got = line()
+    assert got["overall"] == "better" and [c.outcome for c in got["comparisons"]] == ["better"] * len(attributes) + ["overlap", "overlap"]
+    pca = doc["baselines"]["pca"]["beside"][sae]["scores"]
+    min_k(pca, 1.0, 1.0, 1.0)  # overlaps the SAE's [1, 2]: the best baseline now, and no one's lead
+    assert line()["overall"] == "indistinguishable" and {c.baseline for c in line()["comparisons"][: len(attributes)]} == {"pca"}
+    interpretability(pca, 0.9, 0.8, 1.0)
+    got = line()
+    view = got["comparisons"][-1]
+    assert got["overall"] == "worse" and view.baseline == "pca" and (view.better_at, view.worse_at) == (0, view.sites)
+    assert "worse than the best baseline" in render(doc)
 
 
 def test_an_sae_that_could_not_be_scored_is_named_with_its_reason(doc):

@@ -46,8 +46,36 @@ def test_the_document_says_what_was_run(doc):
     assert doc["run"]["finished"].endswith("+00:00")
 
 
+def test_baselines_are_scored_on_every_cross_section_and_beside_each_sae(doc):
+    from runtime.sage.baselines import COMPLETE
+
+    assert list(doc["baselines"]) == ["pca", "neurons", "random", "pca 4"]
+    scored = {n: e for n, e in doc["saes"].items() if e["scores"]}
+    for name, entry in doc["baselines"].items():
+        assert entry["sites"] == doc["ground_truth"]["sites"] and list(entry["scores"]["per_site"]) == entry["sites"]
+        assert entry["supervised_on_same_sites"]["sufficiency"] == doc["ground_truth"]["sufficiency"]
+        complete = name != "pca 4"
+        assert entry["baseline"]["complete"] is complete
+        for metric in ("sufficiency", "logit_diff_recovered", "necessity"):
+            e = entry["scores"][metric]
+            assert (e["value"] is None and e["reason"] == COMPLETE) if complete else e["value"] is not None, (name, metric)
+        width = {s: d["width"] for s, d in entry["baseline"]["directions_per_site"].items()}
+        assert all(d["directions"] == (width[s] if complete else 4) for s, d in entry["baseline"]["directions_per_site"].items())
+        # Beside each scored SAE, on exactly the cross-sections that SAE serves.
+        assert set(entry["beside"]) == set(doc["saes"])
+        for sae, beside in entry["beside"].items():
+            assert beside["sites"] == doc["saes"][sae]["sites"]
+            if sae in scored:
+                assert list(beside["scores"]["per_site"]) == scored[sae]["scores"]["sites"]
+                assert set(beside["scores"]["control"]) == set(scored[sae]["scores"]["control"])
+    assert doc["baselines"]["random"]["baseline"]["seed"] == 0
+    broken = copy.deepcopy(doc)
+    del broken["baselines"]["pca"]["beside"]
+    assert results.errors(broken) == ["baselines/pca: missing 'beside'"]
+
+
 def test_every_metric_says_which_way_is_better_and_what_it_means(doc):
-    judged = [(p, e) for p, e in results.estimates(doc) if p[0] in ("ground_truth", "saes")]
+    judged = [(p, e) for p, e in results.estimates(doc) if p[0] in ("ground_truth", "saes", "baselines")]
     assert len(judged) > 50
     for path, e in judged:
         assert e["direction"] in ("higher", "lower", "one", None), path

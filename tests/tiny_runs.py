@@ -2,8 +2,9 @@
 report, export and diff tests (a run takes tens of seconds; reading one takes milliseconds).
 
 `finished(seed)` runs `sagec run` in-process on tests/tiny_pipeline.py's project, with patching
-verification on (so the report has patching effects) and html among the report formats, and
-returns the run folder and what the command printed. Readers must not modify the folder.
+verification on (so the report has patching effects), the baselines (`pca 4` truncated, so it has
+real sufficiency and necessity) and html among the report formats, and returns the run folder and
+what the command printed. Readers must not modify the folder.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def finished(seed: int = 0) -> Run:
     project.mkdir()
     spec = make_project(project)
     text = spec.read_text()
-    for old, new in (("samples 32 seed 0", f"samples 32 seed {seed}"), ("select top 2 }", "select top 2  verify patching }"), ("as json", "as html, json")):
+    for old, new in (("samples 32 seed 0", f"samples 32 seed {seed}"), ("select top 2 }", "select top 2  verify patching }"), ("as json", "as html, json"), ("  score ", "  baselines pca, neurons, random, pca 4\n  score ")):
         assert old in text, f"tests/tiny_pipeline.py's spec changed: {old!r} is gone"
         text = text.replace(old, new)
     spec.write_text(text)

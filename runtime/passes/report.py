@@ -21,7 +21,9 @@ BOOTSTRAP_SEED = inspect.signature(bootstrap).parameters["seed"].default
 
 def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     params: ReportParams = node.params
-    sample, locate, trace, gt, *scores = (inputs[i] for i in node.inputs)
+    sample, locate, trace, gt, *rest = (inputs[i] for i in node.inputs)
+    scores = [a for a in rest if "sae" in a.meta]
+    bases = [a for a in rest if "baseline" in a.meta]
     ev = params.eval
     candidates = sorted(locate.meta["candidates"], key=lambda c: -max(abs(v) for v in c["attribution"].values()))
     results = {
@@ -43,5 +45,21 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
         "activations": trace.meta["shapes"],
         "ground_truth": {"method": gt.meta["method"], "sites": gt.meta["sites"], **gt.meta["validation"]},
         "saes": {s.meta["sae"]["name"]: s.meta for s in scores},
+        "baselines": _baselines(bases),
     }
     return Artifact({"results": results})
+
+
+def _baselines(artifacts: list[Artifact]) -> dict:
+    """Each baseline on every located cross-section, with its scores beside each SAE (on the
+    cross-sections that SAE serves) under `beside`."""
+    out: dict = {}
+    for a in artifacts:
+        if a.meta["beside"] is None:
+            out[a.meta["baseline"]["name"]] = {k: v for k, v in a.meta.items() if k != "beside"} | {"beside": {}}
+    for a in artifacts:
+        if a.meta["beside"] is not None:
+            entry = {k: a.meta[k] for k in ("sites", "scores", "reason") if k in a.meta}
+            out[a.meta["baseline"]["name"]]["beside"][a.meta["beside"]] = entry
+    return out
+

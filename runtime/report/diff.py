@@ -74,6 +74,7 @@ def _setup(doc: dict) -> dict:
         "prompts": prompts,
         "seeds": doc.get("seeds"),
         "saes": {name: e["sae"] for name, e in doc["saes"].items()},
+        "baselines": {name: e["baseline"] for name, e in doc.get("baselines", {}).items()},
         "located": doc["locate"]["selected"],
         "versions": doc["versions"],
     }

@@ -1,4 +1,5 @@
-"""`sagec export --format saebench`: a run's numbers in SAEBench's result envelope, one file per SAE.
+"""`sagec export --format saebench`: a run's numbers in SAEBench's result envelope, one file per SAE
+and one per baseline (`baseline_NAME_eval_results.json`, on every located cross-section).
 
 SAEBench (github.com/adamkarvonen/SAEBench, `sae_bench.evals.base_eval_output.BaseEvalOutput`)
 writes one `{release}_{sae_id}_eval_results.json` per SAE and eval type, holding `eval_type_id`,
@@ -45,7 +46,10 @@ def envelopes(doc: dict, written_ms: int) -> dict[str, dict]:
     run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sagec:{doc['spec']['hash']}:{report_key}:{millis}"))
     scored = {name: e for name, e in doc["saes"].items() if e.get("scores")}
     files = file_names({name: e["sae"] for name, e in scored.items()})
-    return {files[name]: envelope(doc, name, e, run_id, millis) for name, e in scored.items()}
+    out = {files[name]: envelope(doc, name, e, run_id, millis) for name, e in scored.items()}
+    for name, e in doc.get("baselines", {}).items():
+        out[baseline_file_name(name)] = envelope(doc, name, {**e, "sae": _baseline_identity(e["baseline"])}, run_id, millis)
+    return out
 
 
 def export(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
@@ -61,6 +65,26 @@ def file_name(sae: dict) -> str:
     is named by its source and spec name, since it has no sae_lens release."""
     stem = f"{sae['release']}_{sae['id']}" if sae["source"] == "sae_lens" else f"{sae['source']}_{sae['name']}"
     return re.sub(r"[/ ]", "_", stem).replace("(", "").replace(")", "") + SUFFIX
+
+
+def baseline_file_name(name: str) -> str:
+    """`baseline_pca_eval_results.json`, `baseline_pca_8_...`: named apart from the SAEs' files,
+    which start with a sae_lens release, `path_` or `zoo_`."""
+    return "baseline_" + re.sub(r"\W", "_", name) + SUFFIX
+
+
+def _baseline_identity(basis: dict) -> dict:
+    """A baseline described as SAEBench describes an SAE: `architecture` and `d_sae` (the widest
+    cross-section's; each one's is in `directions_per_site`)."""
+    sizes = basis["directions_per_site"].values()
+    return {
+        "name": basis["name"],
+        "source": "baseline",
+        "architecture": f"baseline_{basis['kind']}",
+        "d_in": max(s["width"] for s in sizes),
+        "d_sae": max(s["directions"] for s in sizes),
+        **{k: v for k, v in basis.items() if k not in ("name", "kind")},
+    }
 
 
 def file_names(saes: dict[str, dict]) -> dict[str, str]:

@@ -70,15 +70,22 @@ class Row:
 def build(doc: dict) -> dict:
     """The template's context."""
     scored = {name: entry for name, entry in doc["saes"].items() if entry.get("scores")}
+    baselines = doc.get("baselines", {})
     colors = {name: svg.color(i) for i, name in enumerate(doc["saes"])}
+    baseline_colors = {name: svg.color(len(colors) + i) for i, name in enumerate(baselines)}
     attributes = list(doc["ground_truth"].get("control", {}))
     columns, rows = _sae_table(scored, colors, attributes)
+    baseline_columns, baseline_rows = _sae_table(baselines, baseline_colors, attributes)
     return {
         "doc": doc,
         "colors": colors,
         "scored": scored,
         "unscored": {name: entry.get("reason", "not scored") for name, entry in doc["saes"].items() if not entry.get("scores")},
         "verdict": _verdict(doc, scored, columns, rows),
+        "against_baselines": _against_baselines(scored, baselines, attributes),
+        "baseline_colors": baseline_colors,
+        "baseline_columns": baseline_columns,
+        "baseline_rows": baseline_rows,
         "columns": columns,
         "rows": rows,
         "best_by_column": _best_by_column(columns, rows),
@@ -87,8 +94,9 @@ def build(doc: dict) -> dict:
         "locate": _locate(doc["locate"]),
         "ground_truth": _ground_truth(doc["ground_truth"], attributes),
         "validation_bars": _validation_bars(doc["ground_truth"], scored, colors),
-        "control": _control(scored, colors, attributes),
-        "f1": _f1(scored),
+        "control": _control(scored, colors, attributes, baselines, baseline_colors),
+        "f1": _f1(scored, baselines),
+        "swatches": colors | {f"baseline {b}": c for b, c in baseline_colors.items()},
         "describe": svg.describe,
         "brief": svg.brief,
         "fmt": svg.fmt,
@@ -338,33 +346,123 @@ def _validation_bars(gt: dict, scored: dict, colors: dict) -> list[dict]:
 # --- control against k ------------------------------------------------------------------------
 
 
-def _control(scored: dict, colors: dict, attributes: list[str]) -> list[dict]:
+def _control(scored: dict, colors: dict, attributes: list[str], baselines: dict, baseline_colors: dict) -> list[dict]:
+    """A panel per SAE and attribute: its edit success against k, with each baseline's on the
+    same cross-sections beside it."""
     panels = []
     for name, entry in scored.items():
         for a in attributes:
             c = entry["scores"].get("control", {}).get(a)
             if not c:
                 continue
-            points = sorted(((float(k), v["edit_success"]) for k, v in c["by_k"].items()), key=lambda p: p[0])
+            series = [Curve("SAE", _by_k(c), colors[name])]
+            beside = {}
+            for b, e in baselines.items():
+                theirs = (((e["beside"].get(name) or {}).get("scores") or {}).get("control") or {}).get(a)
+                if theirs:
+                    series.append(Curve(b, _by_k(theirs), baseline_colors[b]))
+                    beside[b] = theirs["min_k"]
             refs = [
                 ("supervised", c["supervised_edit_success"].get("value"), "6 3"),
                 ("no edit", c["no_intervention_agreement"].get("value"), "2 3"),
             ]
-            plot = svg.curves([Curve("SAE", points, colors[name])], label=f"control {name} {a}", x_label="k latents", y_label="edit success", references=refs)
-            panels.append({"sae": name, "attribute": a, "min_k": c["min_k"], "svg": plot})
+            plot = svg.curves(series, label=f"control {name} {a}", x_label="k latents", y_label="edit success", references=refs)
+            panels.append({"sae": name, "attribute": a, "min_k": c["min_k"], "baselines": beside, "svg": plot})
     return panels
+
+
+def _by_k(control: dict) -> list[tuple[float, dict]]:
+    return sorted(((float(k), v["edit_success"]) for k, v in control["by_k"].items()), key=lambda p: p[0])
+
+
+# --- against the baselines --------------------------------------------------------------------
+
+# What an SAE must beat a trivial basis on (METHOD.md section 7): control through min k per
+# attribute, and interpretability in both views, cross-section by cross-section.
+INTERPRETABILITY = ("feature_centric", "value_centric")
+
+
+@dataclass
+class Comparison:
+    label: str
+    description: str
+    sae: dict | None  # the SAE's estimate (or, for interpretability, its mean over cross-sections)
+    baseline: str
+    baseline_estimate: dict | None
+    outcome: str  # "better" | "worse" | "mixed" | "overlap": 95% intervals apart in the SAE's favour, against, both, neither
+    better_at: int | None = None  # interpretability: cross-sections where the SAE's interval is clear above
+    worse_at: int | None = None
+    sites: int | None = None
+
+
+def _against_baselines(scored: dict, baselines: dict, attributes: list[str]) -> list[dict]:
+    """One line per SAE: is it better than the best baseline on the cross-sections it serves?
+    Per comparison the best baseline is the one with the best value there; the SAE is better on
+    a comparison when their 95% intervals are apart in its favour (for interpretability, at some
+    cross-section and at none the other way), and better overall when it is better on at least
+    one comparison and worse on none."""
+    lines = []
+    for name, entry in scored.items():
+        beside = {b: e["beside"][name]["scores"] for b, e in baselines.items() if (e["beside"].get(name) or {}).get("scores")}
+        if not beside:
+            continue
+        comparisons = []
+        for a in attributes:
+            mine = entry["scores"].get("control", {}).get(a, {}).get("min_k")
+            theirs = {b: s.get("control", {}).get(a, {}).get("min_k") for b, s in beside.items()}
+            best = min(theirs, key=lambda b: _k_bounds(theirs[b])[0])
+            outcome = _k_outcome(_k_bounds(mine), _k_bounds(theirs[best]))
+            description = (mine or {}).get("description", "") + f"; attribute {a}"
+            comparisons.append(Comparison(f"min k ({a})", description, mine, best, theirs[best], outcome))
+        sites = entry["scores"]["per_site"]
+        for view in INTERPRETABILITY:
+            mine_at = {s: sites[s]["interpretability"][view] for s in sites}
+            theirs_at = {b: {s: (sc["per_site"].get(s) or {}).get("interpretability", {}).get(view) for s in sites} for b, sc in beside.items()}
+            best = max(theirs_at, key=lambda b: _site_mean(list(theirs_at[b].values())).get("value") or -1.0)
+            apart = [_separated(mine_at[s], theirs_at[best][s]) for s in sites]
+            ahead = [(mine_at[s].get("value") or 0.0) > ((theirs_at[best][s] or {}).get("value") or 0.0) for s in sites]
+            better = sum(bool(x) and up for x, up in zip(apart, ahead, strict=True))
+            worse = sum(bool(x) and not up for x, up in zip(apart, ahead, strict=True))
+            outcome = "mixed" if better and worse else "better" if better else "worse" if worse else "overlap"
+            example = next(iter(mine_at.values()))
+            comparisons.append(Comparison(LABELS[view], example.get("description", ""), _site_mean(list(mine_at.values())), best,
+                                          _site_mean(list(theirs_at[best].values())), outcome, better, worse, len(sites)))
+        outcomes = {c.outcome for c in comparisons}
+        won, lost = bool(outcomes & {"better", "mixed"}), bool(outcomes & {"worse", "mixed"})
+        overall = "mixed" if won and lost else "better" if won else "worse" if lost else "indistinguishable"
+        lines.append({"sae": name, "sites": len(sites), "overall": overall, "comparisons": comparisons})
+    return lines
+
+
+def _k_bounds(est: dict | None) -> tuple[float, float, float]:
+    """min k as (value, low, high) with "no k up to the largest reaches" as infinity, which is
+    what an undefined min k or upper bound means (runtime/sage/evaluate.min_k)."""
+    inf = float("inf")
+    if not est or est.get("value") is None:
+        return inf, inf, inf
+    low, high = est["ci95"]
+    return est["value"], inf if low is None else low, inf if high is None else high
+
+
+def _k_outcome(mine: tuple[float, float, float], theirs: tuple[float, float, float]) -> str:
+    if mine[2] < theirs[1]:
+        return "better"
+    if theirs[2] < mine[1]:
+        return "worse"
+    return "overlap"
 
 
 # --- interpretability -------------------------------------------------------------------------
 
 
-def _f1(scored: dict) -> dict | None:
-    """A row per attribute value, a column per (SAE, cross-section): the F1 of the value's best
-    latent. Outlined cells pass the threshold; a value no latent passes is occluded, one several
-    latents pass is split."""
+def _f1(scored: dict, baselines: dict) -> dict | None:
+    """A row per attribute value, a column per (SAE or baseline, cross-section): the F1 of the
+    value's best latent (a baseline's best direction, active above its train median). Outlined
+    cells pass the threshold; a value no latent passes is occluded, one several latents pass is
+    split."""
     rows, columns, labels, groups, cells = [], [], [], [], {}
     occluded, split, pairs = {}, {}, {}
-    for name, entry in scored.items():
+    for name, entry in [*scored.items(), *((f"baseline {b}", e) for b, e in baselines.items())]:
         sites = entry["scores"]["per_site"]
         groups.append((name, len(sites)))
         occluded[name] = split[name] = pairs[name] = 0

@@ -28,9 +28,11 @@ def cosine_matrix(codes: torch.Tensor, w_dec: torch.Tensor) -> torch.Tensor:
     return u.to(torch.float64) @ w.to(torch.float64).T
 
 
-def align(codes: torch.Tensor, w_dec: torch.Tensor) -> Alignment:
-    """`codes` (n_codes, d), `w_dec` (d_sae, d). Needs d_sae >= n_codes for a full matching."""
+def align(codes: torch.Tensor, w_dec: torch.Tensor, *, absolute: bool = False) -> Alignment:
+    """`codes` (n_codes, d), `w_dec` (d_sae, d). Needs d_sae >= n_codes for a full matching.
+    `absolute`: match on |cosine|, for a basis whose coordinates take either sign."""
     cos = cosine_matrix(codes, w_dec)
+    cos = cos.abs() if absolute else cos
     best_cosine, best_latent = cos.max(dim=1)
     rows, cols = linear_sum_assignment(cos.numpy(), maximize=True)
     matched_latent = torch.full((len(codes),), -1, dtype=torch.long)

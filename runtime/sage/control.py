@@ -93,9 +93,10 @@ def edit_magnitude(f_source: torch.Tensor, f_target: torch.Tensor, w_dec: torch.
     return removed_weights(f_source, f_target, w_dec, chosen).sum(dim=1)
 
 
-def removed_weights(f_source: torch.Tensor, f_target: torch.Tensor, w_dec: torch.Tensor, chosen: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+def removed_weights(f_source: torch.Tensor, f_target: torch.Tensor, w_dec: torch.Tensor, chosen: torch.Tensor, x: torch.Tensor | None = None, *, signed: bool = False) -> torch.Tensor:
     """Each chosen latent's share of `edit_magnitude`, (N, steps): its cumulative sum over steps
     gives the magnitude for every k at once. NaN rows where p's reconstruction is empty.
+    `signed`: the coordinates of a basis, where moving a negative f_j toward zero removes too.
 
     Only the chosen latents' weights are needed, so each is one gathered dot product with
     x = f W_dec = a_hat - b_dec: O(N k d), not O(N L d) for a wide SAE. Pass x (`decode`) when
@@ -106,7 +107,7 @@ def removed_weights(f_source: torch.Tensor, f_target: torch.Tensor, w_dec: torch
     fs, ft = f_source.gather(1, j), f_target.to(w_dec.dtype).gather(1, j)
     energy = x.pow(2).sum(dim=1, keepdim=True)
     weights = fs * torch.bmm(w_dec[j], x[:, :, None])[:, :, 0] / energy.where(energy > 0, torch.ones_like(energy))
-    removed = ((fs - ft) / fs.where(fs != 0, torch.ones_like(fs))).clamp(0, 1).where(fs > 0, torch.zeros_like(fs))
+    removed = ((fs - ft) / fs.where(fs != 0, torch.ones_like(fs))).clamp(0, 1).where(fs != 0 if signed else fs > 0, torch.zeros_like(fs))
     share = weights * removed * (chosen >= 0)
     return share.where(energy > 0, torch.full_like(share, math.nan))
 

@@ -50,6 +50,11 @@ class SaeSite:
     f: torch.Tensor  # (N, L) latents of the clean prompts
     twin_f: Mapping[str, torch.Tensor]  # attribute -> (N, L) latents of its twins
     w_dec: torch.Tensor  # (L, d) decoder rows
+    # A basis baseline (runtime/sage/baselines.py) has signed coordinates, not latents that fire:
+    # direction j is active where f_j exceeds this train-split median, an edit that moves f_j
+    # toward zero removes weight whichever its sign, and -W_dec[j] is as good a direction as
+    # W_dec[j] (METHOD.md section 7). None for an SAE: active where f > 0.
+    median: torch.Tensor | None = None  # (L,)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,7 +336,7 @@ def _plan_sae(sae, supervised, acts, twin_acts, values, clean, dictionaries, ks,
         # The sparse edit moves the REAL activations, at every served site at once.
         conditions.extend({s: acts[s] + _like(edits[s][k], acts[s]) for s in sites} for k in ks)
         # Greedy choices are nested: the magnitude at k is a prefix sum of per-step shares.
-        per_step = torch.stack([control.removed_weights(sae[s].f, sae[s].twin_f[a], sae[s].w_dec, chosen[s], decoded[s]).double().cumsum(dim=1) for s in sites])
+        per_step = torch.stack([control.removed_weights(sae[s].f, sae[s].twin_f[a], sae[s].w_dec, chosen[s], decoded[s], signed=sae[s].median is not None).double().cumsum(dim=1) for s in sites])
         magnitudes[a] = {k: per_step[:, :, k - 1].nanmean(dim=0) for k in ks}
 
     def finish(outcomes: list[Outcome]) -> SaeScores:
@@ -366,14 +371,16 @@ def _plan_sae(sae, supervised, acts, twin_acts, values, clean, dictionaries, ks,
 def score_site(site: SaeSite, a: torch.Tensor, dictionary: Dictionary, values: Mapping[str, Sequence[Value]], *, seed: int = 0) -> SiteScores:
     """The per-site numbers that need no forward pass: variance, sparsity, interpretability and
     alignment. A latent counts as nonzero for L0 and deadness (a residual-variant latent may be
-    negative: c suppresses it), and as active for interpretability when positive (METHOD.md)."""
+    negative: c suppresses it), and as active for interpretability when positive (a basis
+    direction: above its train-split median; METHOD.md)."""
     nonzero = site.f != 0
+    active = site.f > 0 if site.median is None else site.f > site.median.to(site.f.dtype)
     return SiteScores(
         explained_variance=explained_variance(a, site.a_hat, seed=seed),
         l0=mean_estimate(nonzero.sum(dim=1).to(torch.float64), seed=seed),
         dead_fraction=fraction_estimate(~nonzero.any(dim=0), seed=seed),
-        interpretability=interpretability_scores(site.f > 0, values, seed=seed),
-        **alignment_scores(dictionary, site.w_dec, seed=seed),
+        interpretability=interpretability_scores(active, values, seed=seed),
+        **alignment_scores(dictionary, site.w_dec, seed=seed, signed=site.median is not None),
     )
 
 
@@ -445,15 +452,16 @@ def interpretability_scores(active: torch.Tensor, values: Mapping[str, Sequence[
     return Interpretability(feature, value, by_attribute, matches)
 
 
-def alignment_scores(dictionary: Dictionary, w_dec: torch.Tensor, *, seed: int = 0) -> dict[str, Estimate]:
+def alignment_scores(dictionary: Dictionary, w_dec: torch.Tensor, *, seed: int = 0, signed: bool = False) -> dict[str, Estimate]:
     """Best and Hungarian-matched cosine of the codes u_{i,v} with the decoder rows, each a mean
     over codes. Codes and decoder rows live in one space only when their widths agree (a
-    residual SAE serving a head_z site does not)."""
+    residual SAE serving a head_z site does not). `signed`: the rows are a basis's, whose
+    coordinates take either sign, so a code counts its |cosine|."""
     codes = torch.stack([u for by_value in dictionary.codes.values() for u in by_value.values()])
     if codes.shape[1] != w_dec.shape[1]:
         reason = f"codes are {codes.shape[1]} wide but decoder rows {w_dec.shape[1]}: no common space"
         return {"best_cosine": undefined(reason), "matched_cosine": undefined(reason)}
-    result = alignment.align(codes, w_dec.detach())
+    result = alignment.align(codes, w_dec.detach(), absolute=signed)
     matched = result.matched_cosine[torch.isfinite(result.matched_cosine)]  # fewer latents than codes: some unmatched
     return {"best_cosine": mean_estimate(result.best_cosine, seed=seed), "matched_cosine": mean_estimate(matched, seed=seed)}
 
