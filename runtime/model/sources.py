@@ -181,9 +181,10 @@ def _hub_offline() -> str | None:
 
     if constants.HF_HUB_OFFLINE:
         return "the Hugging Face hub is switched off here (HF_HUB_OFFLINE=1)"
-    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=3).close()
+    endpoint = urlparse(constants.ENDPOINT)
+    host = endpoint.hostname or "huggingface.co"
+    try:  # the endpoint's own port: HF_ENDPOINT may name a mirror
+        socket.create_connection((host, endpoint.port or (80 if endpoint.scheme == "http" else 443)), timeout=3).close()
     except OSError as e:
         return f"the Hugging Face hub ({host}) cannot be reached ({e.__class__.__name__}: {e})"
     return None

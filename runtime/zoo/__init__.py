@@ -49,4 +49,4 @@ def build(name: str, log=print) -> list[Path]:
 for _name in TINY:
     register_zoo_model(_name, lambda _n=_name: resolve_model(_n))
 register_zoo_model(smollm2.NAME, smollm2.ensure, tokenizer=smollm2.tokenizer, config=smollm2.config)
-register_zoo_saes(_saes.names, _saes.resolve_sae)
+register_zoo_saes(_saes.names, _saes.resolve_sae, lambda name: _saes.entry(name).folder if _saes.entry(name).built else None)
