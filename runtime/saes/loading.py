@@ -587,13 +587,16 @@ def _where(sae: Sae, metadata: Any, architecture: Architecture | None) -> tuple[
     return location, layer, hook, location is None
 
 
+# sae_lens warns about every non-empty model_from_pretrained_kwargs; sagec handles them
+# (runtime/saes/preprocessing.py) and records what it did in the results.
+_KWARGS_WARNING = r"\s*This SAE has non-empty model_from_pretrained_kwargs"
+
+
 def _from_pretrained(sae: Sae, device: str, dtype: str | None) -> Any:
     from sae_lens import SAE
 
-    # sae_lens warns about every non-empty model_from_pretrained_kwargs; sagec handles them
-    # (runtime/saes/preprocessing.py) and records what it did in the results.
     with _hub_errors(sae), cached_safetensors_headers(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*non-empty model_from_pretrained_kwargs")
+        warnings.filterwarnings("ignore", message=_KWARGS_WARNING)
         return SAE.from_pretrained(sae.release, sae.sae_id, device=device, dtype=dtype or "float32")
 
 
@@ -602,7 +605,7 @@ def _from_disk(sae: Sae, folder: Path, device: str, dtype: str | None) -> Any:
 
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*non-empty model_from_pretrained_kwargs")
+            warnings.filterwarnings("ignore", message=_KWARGS_WARNING)
             return SAE.load_from_disk(str(folder), device=device, dtype=dtype)
     except (ValueError, KeyError, OSError) as e:
         raise SpecError.at(sae.origin, f"SAE {sae.name}: sae_lens cannot load {str(folder)!r}: {e}") from None
