@@ -10,7 +10,7 @@ them. Each repository has the real file names and formats; only the sizes are sm
   random GPT-2 (model.safetensors with GPT2Model's keys, as the hub has it).
 - `EleutherAI/pythia-70m-deduped` (6 layers, 32 wide), `google/gemma-2-2b` (16 layers, 2304 wide,
   as Gemma Scope's loader fixes d_in; tiny attention and MLP, sharded safetensors with an index) and
-  `google/gemma-3-270m` (18 layers, 64 wide): random models with a word-level stand-in tokenizer over
+  `google/gemma-3-270m` (18 layers, 32 wide): random models with a word-level stand-in tokenizer over
   the words of specs/paper/tasks/ioi.sage.
 - SAE releases, file lists as sae_lens's loaders read them: gpt2-small-res-jb (pre-6.0 cfg.json,
   sae_weights.safetensors, sparsity.safetensors per hook), pythia-70m-deduped-res-sm (cfg.json and
@@ -19,7 +19,9 @@ them. Each repository has the real file names and formats; only the sizes are sm
   gemma-scope-2-270m-pt (config.json and params.safetensors, whose header gives the shape).
 
 Everything is built lazily, once per test session (`HubCache.require`), because the real-shape
-Gemma Scope files take seconds each. `use(cache)` points huggingface_hub at a cache for one test.
+Gemma Scope files take seconds each. `use(cache)` points huggingface_hub at a cache for one test;
+the `hub_cache` (session) and `offline_hub` (one test, HF_HUB_OFFLINE) fixtures are registered in
+tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import save as save_safetensors
 
@@ -49,7 +52,7 @@ STAND_IN_VOCAB = ["<pad>", "<unk>", "<bos>", "<eos>", *dict.fromkeys(IOI_WORDS)]
 GPT2_LAYERS, GPT2_WIDTH = 12, 16  # the full vocabulary's unembedding dominates a forward: keep it narrow
 PYTHIA_LAYERS, PYTHIA_WIDTH = 6, 32
 GEMMA2_LAYERS, GEMMA2_WIDTH = 16, 2304  # enough layers for the paper spec's band (12..15)
-GEMMA3_LAYERS, GEMMA3_WIDTH = 18, 64
+GEMMA3_LAYERS, GEMMA3_WIDTH = 18, 32  # as wide as the Pythia fixture: a Gemma Scope 2 SAE fits it, by shape only
 D_SAE = 128  # fixture SAEs' width where the file decides it
 GEMMA_SCOPE_LAYERS = (12, 13, 14, 15)  # the band specs/paper/ioi-gemma-2-2b.sage uses
 GEMMA_SCOPE_LIVE = 32  # latents with non-zero weights in the real-shape Gemma Scope files
@@ -326,3 +329,16 @@ def use(root: Path, offline: bool = True, endpoint: str | None = None) -> Iterat
     finally:
         for k, v in saved.items():
             setattr(constants, k, v)
+
+
+@pytest.fixture(scope="session")
+def hub_cache(tmp_path_factory) -> HubCache:
+    """The session's fixture cache (repositories are written when a test requires them)."""
+    return HubCache(tmp_path_factory.mktemp("hf-hub-cache"), tmp_path_factory.mktemp("hf-hub-scratch"))
+
+
+@pytest.fixture
+def offline_hub(hub_cache: HubCache) -> Iterator[HubCache]:
+    """huggingface_hub pointed at the fixture cache, offline, for one test."""
+    with use(hub_cache.root):
+        yield hub_cache

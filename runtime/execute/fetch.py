@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.model.sources import HUB_CONFIG_PATTERNS, HUB_WEIGHT_PATTERNS
-from runtime.saes.loading import HubFile, cached_path, check_source, release_files
+from runtime.saes.loading import HubFile, cached_path, check_source, release_cached, release_files, snapshot_folder
 from sagec.diagnostics import SpecError
 from sagec.spec import Model, Origin, Sae, Spec
 
@@ -62,34 +62,17 @@ def missing(need: Need) -> list[str]:
     """The files of `need` the local cache lacks (empty: all there)."""
     if need.model is not None:
         return _model_missing(need.repo_id)
+    sae = need.sae
+    assert sae is not None
     if need.files is None:
-        snapshot = _snapshot(need.repo_id)
-        from sae_lens.loading.pretrained_saes_directory import get_repo_id_and_folder_name
-
-        _, folder = get_repo_id_and_folder_name(need.sae.release or "", need.sae.sae_id or "")  # type: ignore[union-attr]
-        present = snapshot is not None and any(snapshot.glob(f"{folder}*"))
-        return [] if present else [f"{need.repo_id}: {folder} (the files sae_lens's loader for this release reads)"]
+        return [] if release_cached(sae.release or "", sae.sae_id or "") else [f"{need.repo_id}: the files of {sae.sae_id!r} (sae_lens's loader for this release reads them)"]
     return [f"{f.repo_id}: {f.filename}" for f in need.files if f.required and cached_path(f) is None]
-
-
-def _snapshot(repo_id: str) -> Path | None:
-    """The cached snapshot folder `refs/main` points to, or None."""
-    from huggingface_hub import constants
-    from huggingface_hub.file_download import repo_folder_name
-
-    folder = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type="model")
-    try:
-        commit = (folder / "refs" / "main").read_text().strip()
-    except OSError:
-        return None
-    snapshot = folder / "snapshots" / commit
-    return snapshot if snapshot.is_dir() else None
 
 
 def _model_missing(repo_id: str) -> list[str]:
     from huggingface_hub.utils import filter_repo_objects
 
-    snapshot = _snapshot(repo_id)
+    snapshot = snapshot_folder(repo_id)
     if snapshot is None:
         return [f"{repo_id}: the whole repository (config.json, tokenizer files, *.safetensors weights)"]
     listing = _listing(repo_id, snapshot.name)

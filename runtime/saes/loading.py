@@ -24,6 +24,7 @@ import contextlib
 import difflib
 import fnmatch
 import functools
+import glob
 import json
 import os
 import re
@@ -531,10 +532,31 @@ def cached_path(file: HubFile) -> str | None:
     return path if isinstance(path, str) else None
 
 
-def release_cached(release: str, sae_id: str) -> bool | None:
-    """Whether every file the release's SAE needs is in the local cache (None: cannot tell)."""
+def snapshot_folder(repo_id: str) -> Path | None:
+    """The local Hugging Face cache's snapshot of `repo_id` that `refs/main` points to, or None."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    folder = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type="model")
+    try:
+        commit = (folder / "refs" / "main").read_text().strip()
+    except OSError:
+        return None
+    snapshot = folder / "snapshots" / commit
+    return snapshot if snapshot.is_dir() else None
+
+
+def release_cached(release: str, sae_id: str) -> bool:
+    """Whether the files the release's SAE needs are in the local cache: every required one, or,
+    for a loader whose files sagec does not know, anything at the SAE's path in the snapshot."""
+    from sae_lens.loading.pretrained_saes_directory import get_repo_id_and_folder_name
+
     files = release_files(release, sae_id)
-    return None if files is None else all(cached_path(f) for f in files if f.required)
+    if files is not None:
+        return all(cached_path(f) for f in files if f.required)
+    repo, folder = get_repo_id_and_folder_name(release, sae_id)
+    snapshot = snapshot_folder(repo)
+    return snapshot is not None and any(snapshot.glob(f"{glob.escape(folder)}*"))
 
 
 # --- loading ----------------------------------------------------------------------------------
