@@ -186,7 +186,7 @@ def test_a_width_that_does_not_fit_names_both_widths_and_the_model_it_was_traine
     message = refused(mismatch_spec(tmp_path, "pythia-70m-deduped-res-sm", "blocks.3.hook_resid_post", "gpt2"), tmp_path, monkeypatch)
     assert f"has d_in {H.PYTHIA_WIDTH} at resid_post 3" in message
     assert f"d_model {H.GPT2_WIDTH}) has width {H.GPT2_WIDTH} there" in message
-    assert "model gpt2 (hub 'openai-community/gpt2'" in message and "trained on pythia-70m-deduped" in message
+    assert "model gpt2 (hub 'openai-community/gpt2' at " in message and "trained on pythia-70m-deduped" in message
 
 
 def test_a_hook_the_model_lacks(offline_hub, tmp_path, monkeypatch):

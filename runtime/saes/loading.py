@@ -648,24 +648,27 @@ def check_fits(loaded: LoadedSae | SaeDescription, architecture: Architecture, m
     lets the message say where the model is declared and, if the SAE's config names another
     model, which one it was trained on."""
     model_name = model.name if model is not None else model_name
-    label = f"model {model_name}" if model_name else "the model"
-    if model is not None:
-        label += f" ({model.source} {model.ref!r}, {model.origin})"
+    source = f"{model.source} {model.ref!r} at {model.origin}" if model is not None else None
+
+    def label(detail: str | None = None) -> str:
+        parts = [p for p in (source, detail) if p]
+        return (f"model {model_name}" if model_name else "the model") + (f" ({'; '.join(parts)})" if parts else "")
+
     trained = f"; the SAE was trained on {loaded.model_name}" if model is not None and loaded.model_name and not same_model(loaded.model_name, model) else ""
     where = str(loaded.location) if loaded.location is not None else f"every head's z of layer {loaded.layer}"
     if loaded.layer >= architecture.n_layers:
         raise SpecError.at(
             loaded.origin,
-            f"SAE {loaded.name} reads {where} (hook {loaded.hook!r}), but {label} has {architecture.n_layers} layers (0..{architecture.n_layers - 1}){trained}",
+            f"SAE {loaded.name} reads {where} (hook {loaded.hook!r}), but {label()} has {architecture.n_layers} layers (0..{architecture.n_layers - 1}){trained}",
         )
     if loaded.location is not None and loaded.location.head is not None and loaded.location.head >= architecture.n_heads:
-        raise SpecError.at(loaded.origin, f"SAE {loaded.name} reads {where}, but {label} has {architecture.n_heads} heads per layer{trained}")
+        raise SpecError.at(loaded.origin, f"SAE {loaded.name} reads {where}, but {label()} has {architecture.n_heads} heads per layer{trained}")
     width = sum(architecture.width(site) for site in loaded.sites(architecture))
     if loaded.d_in != width:
         what = f"{architecture.n_heads} heads x d_head {architecture.d_head} = {width}" if loaded.all_heads_z else str(width)
         raise SpecError.at(
             loaded.origin,
-            f"SAE {loaded.name} has d_in {loaded.d_in} at {where} (hook {loaded.hook!r}), but {label} ({architecture.family.name}, d_model {architecture.d_model}) has width {what} there{trained}",
+            f"SAE {loaded.name} has d_in {loaded.d_in} at {where} (hook {loaded.hook!r}), but {label(f'{architecture.family.name}, d_model {architecture.d_model}')} has width {what} there{trained}",
         )
 
 
