@@ -154,7 +154,8 @@ def test_an_unreproducible_option_is_refused_unless_accepted(tmp_path):
     cfg = StandardSAEConfig(d_in=32, d_sae=64)
     cfg.metadata.hook_name = "blocks.1.hook_resid_post"
     cfg.metadata.model_from_pretrained_kwargs = {"first_n_layers": 2, "fold_ln": True}
-    StandardSAE(cfg).save_model(str(tmp_path / "sae"))
+    with pytest.warns(UserWarning, match="non-empty model_from_pretrained_kwargs"):  # sae_lens's own, on construction
+        StandardSAE(cfg).save_model(str(tmp_path / "sae"))
     from runtime.model.architectures import GPT2, Architecture
 
     arch = Architecture(family=GPT2, n_layers=3, n_heads=4, d_model=32, d_head=8, vocab_size=50, parallel_residual=False)

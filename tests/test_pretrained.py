@@ -240,3 +240,20 @@ def test_ls_saes_marks_cached_releases(offline_hub):
     assert {i for i, s in rows.items() if s == "cached"} == cached and set(rows.values()) == {"cached", "download"}
     table = CliRunner().invoke(main, ["ls", "saes", "layer_12/width_16k/canonical"]).output
     assert any(line.split()[-1] == "cached" and "gemma-scope-2b-pt-res-canonical" in line for line in table.splitlines())
+
+
+def test_zoo_saes_are_checked_too_and_lazy_ones_only_once_built(tmp_path):
+    from runtime.execute.fits import check_saes
+
+    text = MISMATCH.replace('source sae_lens "RELEASE" "ID"', 'source zoo "tiny-ioi/topk-k8/resid_post.1"').replace("MODEL", "gpt2")
+    text = text.replace('source hub "openai-community/gpt2"', 'source zoo "tiny-tasks"')
+    shutil.copytree(Path(__file__).resolve().parent.parent / "specs" / "paper" / "tasks", tmp_path / "paper" / "tasks")
+    (tmp_path / "zoo.sage").write_text(text)
+    with pytest.raises(SpecError, match="has d_in 64 at resid_post 1 .* d_model 128"):
+        check_saes(load_spec(str(tmp_path / "zoo.sage")), require=False)
+    lazy = text.replace("tiny-ioi/topk-k8/resid_post.1", "smollm2-135m/weak/resid_post.3")
+    (tmp_path / "lazy.sage").write_text(lazy)
+    from runtime.zoo.saes import entry
+
+    if not entry("smollm2-135m/weak/resid_post.3").built:  # nothing to say before it exists
+        assert check_saes(load_spec(str(tmp_path / "lazy.sage")), require=False) == []

@@ -21,7 +21,7 @@ def check_saes(spec: Spec, pairs: Iterable[tuple[Sae, Model]] | None = None, *, 
     """Check `pairs` (default: every SAE of every eval with the eval's model) whose SAE source is
     in `sources`. Returns the warnings; raises one SpecError with every problem found. With
     `require`, an SAE or model whose config is not at hand is a problem, else a warning."""
-    from runtime.saes.loading import SaeUnavailable, check_fits, describe_sae, trained_on_warning
+    from runtime.saes.loading import NotBuiltYet, SaeUnavailable, check_fits, describe_sae, trained_on_warning
 
     if pairs is None:
         pairs = [(spec.sae(use.sae), spec.model(ev.model)) for ev in spec.evals for use in ev.saes]
@@ -37,7 +37,7 @@ def check_saes(spec: Spec, pairs: Iterable[tuple[Sae, Model]] | None = None, *, 
         except SaeUnavailable as e:
             if require:
                 problems.extend(e.diagnostics)
-            else:
+            elif not isinstance(e, NotBuiltYet):
                 warnings.extend(f"{d.location()}: {d.message}; not checked against the model" for d in e.diagnostics)
         except SpecError as e:
             problems.extend(e.diagnostics)

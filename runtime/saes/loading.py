@@ -359,6 +359,11 @@ class SaeUnavailable(SpecError):
     hub to reach, or a zoo SAE built on first use. `sagec plan` notes it; `sagec run` refuses."""
 
 
+class NotBuiltYet(SaeUnavailable):
+    """A zoo SAE built on first use: the zoo trains it for its own model and location, so there
+    is nothing to note before it exists (`sagec run` builds it, then checks it)."""
+
+
 # Metadata keys that pre-6.0 sae_lens configs keep at the top level, under their old names.
 _OLD_NAMES = {"hook_point": "hook_name", "hook_point_head_index": "hook_head_index"}
 _METADATA_KEYS = ("hook_name", "hf_hook_name", "hook_head_index", "model_name", "model_from_pretrained_kwargs")
@@ -387,7 +392,7 @@ def describe_sae(sae: Sae, architecture: Architecture | None = None) -> SaeDescr
     else:
         folder = Path(sae.ref or "") if sae.source == "path" else _zoo_built(sae.ref or "")
         if folder is None:
-            raise SaeUnavailable.at(sae.origin, f"SAE {sae.name}: zoo SAE {sae.ref!r} is built on first use, so its config is not there yet")
+            raise NotBuiltYet.at(sae.origin, f"SAE {sae.name}: zoo SAE {sae.ref!r} is built on first use, so its config is not there yet")
         _check_folder(sae, folder)
         where = str(folder / CONFIG_FILE)
         try:
