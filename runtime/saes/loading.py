@@ -21,6 +21,7 @@ that does not fit its model before any model pass.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import fnmatch
 import functools
@@ -71,34 +72,20 @@ class SaeDescription:
     origin: Origin
 
     def sites(self, arch: Architecture) -> tuple[Location, ...]:
-        return _sites(self.location, self.layer, arch)
+        if self.location is not None:
+            return (self.location,)
+        return tuple(Location("head_z", self.layer, h) for h in range(arch.n_heads))
 
 
 @dataclass(frozen=True)
-class LoadedSae:
-    """A loaded SAE and the facts the passes need about it.
+class LoadedSae(SaeDescription):
+    """A loaded SAE: its description (where it reads, `sites` gives the locations its input
+    concatenates; `preprocessing`, what is done to activations before it reads them, always
+    settled here) and the weights. `identity` keys caches: release, id and sae_lens version, or
+    the folder and the sha256 of its weights."""
 
-    `location` is where it reads, or None for an SAE over every head's z of layer `layer` (then
-    `all_heads_z`); `sites` gives the locations its input concatenates in either case.
-    `identity` keys caches: release, id and sae_lens version, or the folder and the sha256 of its
-    weights. `preprocessing`: what is done to activations before the SAE reads them."""
-
-    name: str
     sae: Any  # a sae_lens SAE (StandardSAE, TopKSAE, ...) in eval mode
-    location: Location | None
-    layer: int
-    all_heads_z: bool
-    hook: str  # what the location was read from: the spec's `hook` or the config's hook name
-    d_in: int
-    d_sae: int
-    architecture: str  # sae_lens's name: "standard", "topk", "jumprelu", ...
     identity: Mapping[str, str]
-    origin: Origin
-    model_name: str | None = None
-    preprocessing: Preprocessing = NONE
-
-    def sites(self, arch: Architecture) -> tuple[Location, ...]:
-        return _sites(self.location, self.layer, arch)
 
     def input_from(self, acts: Sequence[Any]) -> Any:
         """The SAE's input from the activations at `sites`, in order, each (..., width). An
@@ -120,12 +107,6 @@ class LoadedSae:
 
     def _reshapes(self) -> bool:
         return getattr(self.sae.cfg, "reshape_activations", "none") == "hook_z"
-
-
-def _sites(location: Location | None, layer: int, arch: Architecture) -> tuple[Location, ...]:
-    if location is not None:
-        return (location,)
-    return tuple(Location("head_z", layer, h) for h in range(arch.n_heads))
 
 
 # --- the hook ---------------------------------------------------------------------------------
@@ -585,21 +566,8 @@ def load_sae(sae: Sae, architecture: Architecture | None = None, device: str = "
     model.eval()
     cfg = model.cfg
     about = _describe(sae, int(cfg.d_in), int(cfg.d_sae), str(cfg.architecture()), cfg.metadata, architecture)
-    return LoadedSae(
-        name=sae.name,
-        sae=model,
-        location=about.location,
-        layer=about.layer,
-        all_heads_z=about.all_heads_z,
-        hook=about.hook,
-        d_in=about.d_in,
-        d_sae=about.d_sae,
-        architecture=about.architecture,
-        identity=identity,
-        origin=sae.origin,
-        model_name=about.model_name,
-        preprocessing=about.preprocessing or NONE,
-    )
+    fields = {f.name: getattr(about, f.name) for f in dataclasses.fields(SaeDescription)}
+    return LoadedSae(**fields | {"preprocessing": about.preprocessing or NONE}, sae=model, identity=identity)
 
 
 def _where(sae: Sae, metadata: Any, architecture: Architecture | None) -> tuple[Location | None, int, str, bool]:
@@ -647,7 +615,7 @@ def _sae_lens_version() -> str:
 # --- fitting the model ------------------------------------------------------------------------
 
 
-def check_fits(loaded: LoadedSae | SaeDescription, architecture: Architecture, model_name: str | None = None, model: Model | None = None) -> None:
+def check_fits(loaded: SaeDescription, architecture: Architecture, model_name: str | None = None, model: Model | None = None) -> None:
     """Reject an SAE whose hook or width does not fit the model, before any forward pass.
     `model_name` is the spec's name for the model, for the message; `model`, when given, also
     lets the message say where the model is declared and, if the SAE's config names another
@@ -677,7 +645,7 @@ def check_fits(loaded: LoadedSae | SaeDescription, architecture: Architecture, m
         )
 
 
-def trained_on_warning(described: LoadedSae | SaeDescription, model: Model) -> str | None:
+def trained_on_warning(described: SaeDescription, model: Model) -> str | None:
     """A warning when the SAE's config names another model than the spec's (the shapes fit, or
     check_fits would have refused it). Only hub and zoo models have names to compare."""
     if not described.model_name or model.source not in ("hub", "zoo") or same_model(described.model_name, model):
