@@ -128,7 +128,7 @@ class BatchSize:
 @dataclass(frozen=True)
 class Names:
     """`KEY a, b, c`: attributes, counterfactual (written `counterfactual resample`), components,
-    positions, validate, score."""
+    positions, validate, score, accept (written `accept preprocessing`, in sae blocks)."""
 
     key: str
     names: tuple[Ident, ...]
@@ -339,7 +339,7 @@ class Family:
 class Sae:
     name: Ident
     family: Family | None
-    body: tuple[Source | Hook, ...]
+    body: tuple[Source | Hook | Names, ...]
     span: Span = _span()
 
 

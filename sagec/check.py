@@ -507,7 +507,7 @@ class _Checker:
 
     def _sae(self, d: A.Sae) -> list[S.Sae]:
         name = d.name.name
-        st = self._settings(d.body, {"source": A.Source, "hook": A.Hook}, "an sae block")
+        st = self._settings(d.body, {"source": A.Source, "hook": A.Hook, "accept": A.Names}, "an sae block")
         strings: list[A.Literal] = []
         if "source" in st:
             strings.extend(st["source"].args)
@@ -569,7 +569,22 @@ class _Checker:
                 if first:
                     hint = suggest(text.split()[0], N.COMPONENTS) if text.split() else None
                     self.error(st["hook"].location.span, f"sae '{name}': bad hook: {e}", hint)
-        return S.Sae(name, source, ref, release, sae_id, hook, d.span.origin)
+        accept: tuple[str, ...] = ()
+        if "accept" in st:  # the same for every member: reported once
+            accept = self._accept(st["accept"]) if first else tuple(i.name for i in st["accept"].names)
+        return S.Sae(name, source, ref, release, sae_id, hook, d.span.origin, accept)
+
+    def _accept(self, stmt: A.Names) -> tuple[str, ...]:
+        """`accept preprocessing a, b`: option names; any name may appear in an SAE's config, but
+        one close to a known option is taken for a typo, and reproduced options need no accepting."""
+        out = []
+        for ident in self._no_repeats(stmt.names):
+            if ident.name in N.TL_NOTHING_TO_ACCEPT:
+                self.error(ident.span, f"'{ident.name}' needs no accepting: sagec {'reproduces it' if ident.name == 'center_writing_weights' else 'is unaffected by it'}")
+            elif ident.name not in N.TL_OPTIONS and difflib.get_close_matches(ident.name, N.TL_OPTIONS, n=1, cutoff=0.8):
+                self.unknown(ident, "TransformerLens option", N.TL_OPTIONS)
+            out.append(ident.name)
+        return tuple(out)
 
     # -- evaluations ----------------------------------------------------------------------------
 

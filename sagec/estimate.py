@@ -40,12 +40,19 @@ class Cost:
 
 def model_size(node: Node) -> tuple[int, int, int] | None:
     """(layers, parameters per token, unembedding parameters) from the model's config.json where
-    it is on disk, else known sizes."""
+    it is on disk (a folder, or the local Hugging Face cache for a hub model), else known sizes."""
     model = node.params.model  # every pass but report carries its model
     if model.source == "zoo" and model.ref in KNOWN_SIZES:
         return KNOWN_SIZES[model.ref]
+    config = None
     if model.source == "path":
         config = Path(model.ref) / "config.json"
+    elif model.source == "hub":
+        from huggingface_hub import try_to_load_from_cache  # plain files; does not import torch
+
+        cached = try_to_load_from_cache(model.ref, "config.json")
+        config = Path(cached) if isinstance(cached, str) else None
+    if config is not None:
         try:
             c = json.loads(config.read_text())
         except (OSError, ValueError):

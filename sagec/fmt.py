@@ -205,7 +205,7 @@ def _statement(st: object) -> str:
         case A.BatchSize(value):
             return f"batch_size {value}"
         case A.Names(key, idents):
-            return f"{'counterfactual resample' if key == 'counterfactual' else key} {names(idents)}"
+            return f"{_NAMES_KEYWORDS.get(key, key)} {names(idents)}"
         case A.Var(name, dom, where):
             return f"var {name.name} in {domain(dom)}" + (f" where {expr(where)}" if where is not None else "")
         case A.Template(guard, text):
@@ -233,6 +233,10 @@ def _statement(st: object) -> str:
         case A.Report(out_dir, formats):
             return f"report {literal(out_dir)}" + (f" as {names(formats)}" if formats else "")
     raise TypeError(f"not a statement: {st!r}")
+
+
+# `Names` statements whose keyword is two words.
+_NAMES_KEYWORDS = {"counterfactual": "counterfactual resample", "accept": "accept preprocessing"}
 
 
 def _sae_ref(r: A.SaeRef) -> str:

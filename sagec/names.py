@@ -36,6 +36,13 @@ REPORT_FORMATS = ("html", "json")
 BASELINES = ("pca", "neurons", "random")
 TRUNCATABLE_BASELINES = ("pca",)
 
+# TransformerLens `from_pretrained` processing options an SAE may have been trained under
+# (runtime/saes/preprocessing.py says what sagec does about each). An sae block may `accept
+# preprocessing` the ones sagec cannot reproduce where the SAE reads; these two never need it:
+# centring is reproduced exactly and centring the unembedding changes no logit difference.
+TL_OPTIONS = ("fold_ln", "center_writing_weights", "center_unembed", "fold_value_biases", "refactor_factored_attn_matrices")
+TL_NOTHING_TO_ACCEPT = ("center_writing_weights", "center_unembed")
+
 COMPARE_OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not in")
 ARITH_OPS = ("+", "-", "*", "//", "%")
 

@@ -374,6 +374,7 @@ class _ToAst(Transformer):
 
     attributes = _keyed_names("attributes")
     counterfactual = _keyed_names("counterfactual")
+    accept = _keyed_names("accept")
     score = _keyed_names("score")
     validate = _keyed_names("validate")
 

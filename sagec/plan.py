@@ -32,7 +32,7 @@ PASS_VERSIONS = {
     "locate": 1,
     "trace": 1,
     "ground_truth": 2,  # 2: sufficiency's direction is "one" (the closer to 1 the better)
-    "score": 4,  # 2: results keyed by the spec's SAE name (zoo SAEs' own as zoo_name); 3: as ground_truth 2; 4: residual_pair
+    "score": 5,  # 2: results keyed by the spec's SAE name (zoo SAEs' own as zoo_name); 3: as ground_truth 2; 4: residual_pair; 5: TransformerLens preprocessing (centring)
     "baseline": 1,
     "report": 4,  # 2: seeds recorded; 3: as ground_truth 2; 4: baselines
 }

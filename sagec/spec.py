@@ -205,7 +205,9 @@ class Sae:
 
     source "sae_lens": `release` and `sae_id`.  source "path": `ref` is an absolute folder.
     source "zoo": `ref` is a zoo SAE name.  `hook` overrides the location read from the SAE's own
-    config, in the location vocabulary (e.g. "resid_pre 2").
+    config, in the location vocabulary (e.g. "resid_pre 2"). `accept_preprocessing`: TransformerLens
+    options the SAE was trained under that sagec cannot reproduce, evaluated all the same
+    (`accept preprocessing fold_value_biases`; runtime/saes/preprocessing.py).
     """
 
     name: str
@@ -215,6 +217,7 @@ class Sae:
     sae_id: str | None
     hook: str | None
     origin: Origin
+    accept_preprocessing: tuple[str, ...] = ()
 
 
 # --- evaluations -----------------------------------------------------------------------------

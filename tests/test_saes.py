@@ -244,7 +244,7 @@ def test_zoo_module_names_and_folders(saved, monkeypatch):
     kind, _, folder = saved
     fake = types.SimpleNamespace(names=lambda: ["tiny-ioi/topk-k8/resid_post.1", "tiny-ioi/gone/resid_post.1"], folder=lambda n: folder if "topk" in n else (_ for _ in ()).throw(FileNotFoundError(f"zoo SAE {n} is missing; run `sagec zoo build {n}`")))
     monkeypatch.setattr(saes, "_ZOO", {})
-    monkeypatch.setattr(saes, "_PROVIDERS", [(fake.names, fake.folder)])
+    monkeypatch.setattr(saes, "_PROVIDERS", [(fake.names, fake.folder, None)])
     assert load_sae(Sae("z", "zoo", "tiny-ioi/topk-k8/resid_post.1", None, None, None, AT)).d_sae == 128
     with pytest.raises(SpecError, match="sagec zoo build"):
         load_sae(Sae("z", "zoo", "tiny-ioi/gone/resid_post.1", None, None, None, AT))

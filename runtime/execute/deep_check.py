@@ -3,18 +3,19 @@
 For every eval: build its task's prompt set with its model's tokenizer (so a multi-token answer, a
 position missing from some template or an unsatisfiable constraint shows up before any run), and
 check each SAE it scores: sae_lens names against the bundled directory, folders on disk, zoo
-names, and, where the config is at hand, that the SAE's hook and width fit the model. Every problem
-of every eval is collected into one SpecError.
+names, and, where its config is at hand, that its hook, width and TransformerLens preprocessing fit
+the model (runtime/execute/fits.py). Every problem of every eval is collected into one SpecError;
+warnings (an SAE trained on a model of another name, a config not at hand) are returned.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import runtime.zoo  # noqa: F401  - registers the zoo's models and SAEs, which specs may name
-from runtime.saes.loading import check_fits, check_source, describe_folder
+from runtime.execute.fits import check_saes
+from runtime.saes.loading import check_source
 from runtime.task.prompts import build_prompt_set
 from sagec.diagnostics import Diagnostic, SpecError
 from sagec.spec import Spec
@@ -22,8 +23,8 @@ from sagec.spec import Spec
 T = TypeVar("T")
 
 
-def deep_check(spec: Spec) -> None:
-    from runtime.model.sources import load_tokenizer, model_architecture
+def deep_check(spec: Spec) -> list[str]:
+    from runtime.model.sources import load_tokenizer
 
     problems: list[Diagnostic] = []
 
@@ -35,8 +36,8 @@ def deep_check(spec: Spec) -> None:
             return None
 
     tokenizers: dict[str, Any] = {}
-    architectures: dict[str, Any] = {}
     done: set[tuple[str, str]] = set()
+    fitting = []
     for ev in spec.evals:
         model, task = spec.model(ev.model), spec.task(ev.task)
         if model.name not in tokenizers:
@@ -49,13 +50,10 @@ def deep_check(spec: Spec) -> None:
             if (sae.name, model.name) in done:
                 continue
             done.add((sae.name, model.name))
-            if attempt(lambda: check_source(sae) or True) and sae.source == "path":
-                if model.name not in architectures:
-                    architectures[model.name] = attempt(lambda: model_architecture(model))
-                arch = architectures[model.name]
-                if arch is not None:
-                    attempt(lambda: check_fits(describe_folder(sae, Path(sae.ref or ""), arch), arch, model.name))
+            if attempt(lambda: check_source(sae) or True) and tokenizers[model.name] is not None:
+                fitting.append((sae, model))
+    warnings = attempt(lambda: check_saes(spec, fitting, require=False)) or []
     unique = list({(d.file, d.line, d.column, d.message): d for d in problems}.values())
     if unique:
         raise SpecError(unique)
-
+    return warnings

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import runtime.zoo  # noqa: F401  - registers the zoo's models and SAEs, which specs may name
 from runtime.execute.executor import Context, NodeOutcome, execute
+from runtime.execute.fits import check_saes
 from runtime.execute.progress import Reporter
 from runtime.store.atomic import write_json
 from runtime.store.cache import ArtifactCache
@@ -70,7 +71,12 @@ def run_spec(
     cache = ArtifactCache(cache_dir or default_cache_dir())
     ctx = Context(cache, reporter)
     nodes = plan.upstream(only) if only else plan.nodes
-    _build_zoo_saes_together([n for n in nodes if n.kind == "score" and not cache.has(n.key)])
+    scores = [n for n in nodes if n.kind == "score" and not cache.has(n.key)]
+    _build_zoo_saes_together(scores)
+    # Before the first model pass: an SAE that cannot run on its model is refused now, from its
+    # configs, instead of in its score node after minutes of locating and tracing.
+    for warning in check_saes(spec, [(sae, n.params.model) for n in scores for sae in (n.params.sae, *n.params.partners)], require=True):
+        reporter.warn(warning)
     try:
         artifacts, outcomes = execute(plan, cache, PASSES, reporter=reporter, force=[n.id for n in nodes] if force else (), only=only, context=ctx)
     finally:

@@ -153,14 +153,20 @@ def resolve_folder(model: Model) -> Path:
     raise SpecError.at(model.origin, f"unknown model source {model.source!r}")
 
 
+# The files of a hub model sagec reads: config, tokenizer and generation files, and safetensors
+# weights (`sagec fetch` downloads the same).
+HUB_CONFIG_PATTERNS = ("*.json", "*.model", "*.txt", "*.tiktoken")
+HUB_WEIGHT_PATTERNS = ("*.safetensors",)
+
+
 def _hub_folder(model: Model, weights: bool = True) -> Path:
     """The HF cache snapshot of a hub id; without a reachable hub, only an already cached one.
     `weights=False` fetches config and tokenizer files only."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    patterns = ["*.json", "*.model", "*.txt", "*.tiktoken", *(["*.safetensors"] if weights else [])]
-    offline = _hub_offline()
+    patterns = [*HUB_CONFIG_PATTERNS, *(HUB_WEIGHT_PATTERNS if weights else [])]
+    offline = hub_unreachable()
     try:
         return Path(snapshot_download(model.ref, allow_patterns=patterns, local_files_only=offline is not None))
     except Exception as e:  # network and hub errors: say what happened in the spec's terms
@@ -174,16 +180,17 @@ def _hub_folder(model: Model, weights: bool = True) -> Path:
     )
 
 
-def _hub_offline() -> str | None:
+def hub_unreachable() -> str | None:
     """Why the hub cannot be reached, or None when it can. Checked up front: without it the hub
     client spends about 25 s on retries before failing."""
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
         return "the Hugging Face hub is switched off here (HF_HUB_OFFLINE=1)"
-    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=3).close()
+    endpoint = urlparse(constants.ENDPOINT)
+    host = endpoint.hostname or "huggingface.co"
+    try:  # the endpoint's own port: HF_ENDPOINT may name a mirror
+        socket.create_connection((host, endpoint.port or (80 if endpoint.scheme == "http" else 443)), timeout=3).close()
     except OSError as e:
         return f"the Hugging Face hub ({host}) cannot be reached ({e.__class__.__name__}: {e})"
     return None

@@ -31,6 +31,7 @@ from runtime.passes.ground_truth import dictionaries_from, patcher, supervised, 
 from runtime.passes.sample import prompt_set
 from runtime.passes.trace import key
 from runtime.sage import reconstruct
+from runtime.saes import preprocessing
 from runtime.sage.evaluate import SaeSite, score_sae
 from runtime.store.cache import Artifact
 from sagec.locations import CrossSection, Location
@@ -129,14 +130,16 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     def latents(group: str, site: str) -> tuple[torch.Tensor, torch.Tensor]:
         c = trace.tensors[key(group, site)][rows]
         where = common.parse_site(site)
+        # Each SAE reads its input as it was trained to (TransformerLens preprocessing,
+        # runtime/saes/preprocessing.py): thin wrappers around the reconstruct.* calls.
         with torch.no_grad():
             if how[site] == "direct":
-                return reconstruct.direct(sae.sae, c)
+                return preprocessing.direct(sae.sae, sae.preprocessing, c)
             r_after = stream(group, sae_point, where.position)
             if how[site] == "residual":
-                return reconstruct.residual(sae.sae, r_after, c)
+                return preprocessing.residual(sae.sae, sae.preprocessing, r_after, c)
             before, partner = pairs[site]
-            return reconstruct.residual_pair(partner.sae, sae.sae, stream(group, before, where.position), r_after, c)
+            return preprocessing.residual_pair(partner.sae, partner.preprocessing, sae.sae, sae.preprocessing, stream(group, before, where.position), r_after, c)
 
     sae_sites = {}
     for s in sites:
@@ -155,6 +158,7 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
         "variant_per_site": {s: how[s] for s in sites},
         "scores": scores.to_json(),
         "supervised_on_same_sites": reference.to_json(),
+        "preprocessing": sae.preprocessing.to_json(),
     }
     if pairs:
         meta["pair_per_site"] = {s: {"sae": partner.name, "location": str(partner.location)} for s, (_, partner) in pairs.items()}

@@ -10,43 +10,55 @@ module names (`model.layers.3.mlp`) go through the family tables of runtime/mode
 A spec's `hook` overrides both. An SAE trained on every head's z of a layer at once (TL
 `blocks.L.attn.hook_z`) has no single location: its input is head_z L.0 .. L.(n-1)
 concatenated, which `LoadedSae.sites` spells out once the model's head count is known.
+
+`describe_sae` says all of that from configs alone, without weights (a release's config through
+sae_lens's own config getters, a folder's cfg.json, safetensors headers), together with the model
+the SAE was trained on and the TransformerLens preprocessing it was trained under
+(runtime/saes/preprocessing.py): `sagec plan`, `sagec check --deep` and `sagec run` refuse an SAE
+that does not fit its model before any model pass.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import difflib
 import fnmatch
 import functools
+import glob
 import json
 import os
 import re
 import types
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runtime.model.architectures import FAMILIES, GEMMA2, GEMMA3, GPT2, GPT_NEOX, LLAMA, Architecture, Family
+from runtime.saes.preprocessing import NONE, Preprocessing, UnreproducibleOption, preprocessing_for
 from runtime.store.cache import sha256_file
 from sagec.diagnostics import SpecError
 from sagec.locations import Location
-from sagec.spec import Origin, Sae
+from sagec.spec import Model, Origin, Sae
 
 WEIGHTS_FILE = "sae_weights.safetensors"
 CONFIG_FILE = "cfg.json"
 
 
 @dataclass(frozen=True)
-class LoadedSae:
-    """A loaded SAE and the facts the passes need about it.
+class SaeDescription:
+    """What an SAE's configs say about it, without its weights (`describe_sae`).
 
     `location` is where it reads, or None for an SAE over every head's z of layer `layer` (then
-    `all_heads_z`); `sites` gives the locations its input concatenates in either case.
-    `identity` keys caches: release, id and sae_lens version, or the folder and the sha256 of its
-    weights."""
+    `all_heads_z`). `model_name`: the model its config says it was trained on (None if it does
+    not say). `tl_options`: the TransformerLens `from_pretrained` options it was trained under, as
+    recorded; `preprocessing`: what sagec does about them at this location of this model (None
+    when described without the model's architecture)."""
 
     name: str
-    sae: Any  # a sae_lens SAE (StandardSAE, TopKSAE, ...) in eval mode; None from `describe_folder`
+    source: str
     location: Location | None
     layer: int
     all_heads_z: bool
@@ -54,13 +66,26 @@ class LoadedSae:
     d_in: int
     d_sae: int
     architecture: str  # sae_lens's name: "standard", "topk", "jumprelu", ...
-    identity: Mapping[str, str]
+    model_name: str | None
+    tl_options: tuple[tuple[str, Any], ...]
+    preprocessing: Preprocessing | None
     origin: Origin
 
     def sites(self, arch: Architecture) -> tuple[Location, ...]:
         if self.location is not None:
             return (self.location,)
         return tuple(Location("head_z", self.layer, h) for h in range(arch.n_heads))
+
+
+@dataclass(frozen=True)
+class LoadedSae(SaeDescription):
+    """A loaded SAE: its description (where it reads, `sites` gives the locations its input
+    concatenates; `preprocessing`, what is done to activations before it reads them, always
+    settled here) and the weights. `identity` keys caches: release, id and sae_lens version, or
+    the folder and the sha256 of its weights."""
+
+    sae: Any  # a sae_lens SAE (StandardSAE, TopKSAE, ...) in eval mode
+    identity: Mapping[str, str]
 
     def input_from(self, acts: Sequence[Any]) -> Any:
         """The SAE's input from the activations at `sites`, in order, each (..., width). An
@@ -232,10 +257,11 @@ def _check_folder(sae: Sae, folder: Path) -> None:
 
 # Zoo SAEs by name, each with a function returning its sae_lens folder (building it on first use:
 # SmolLM2 SAEs are trained lazily per layer). runtime/zoo registers its whole catalogue as a
-# provider when it is imported (names(), folder(name)), so this layer never imports the zoo;
-# `register_zoo_sae` adds single ones (a plug-in, a test).
+# provider when it is imported (names(), folder(name), and built(name): the folder if it exists
+# already, else None), so this layer never imports the zoo; `register_zoo_sae` adds single ones
+# (a plug-in, a test), whose folder function must be cheap.
 _ZOO: dict[str, Callable[[], Path]] = {}
-_PROVIDERS: list[tuple[Callable[[], Iterable[str]], Callable[[str], Path]]] = []
+_PROVIDERS: list[tuple[Callable[[], Iterable[str]], Callable[[str], Path], Callable[[str], Path | None] | None]] = []
 
 
 def register_zoo_sae(name: str, folder: Callable[[], Path]) -> None:
@@ -243,18 +269,30 @@ def register_zoo_sae(name: str, folder: Callable[[], Path]) -> None:
     _ZOO[name] = folder
 
 
-def register_zoo_saes(names: Callable[[], Iterable[str]], folder: Callable[[str], Path]) -> None:
+def register_zoo_saes(names: Callable[[], Iterable[str]], folder: Callable[[str], Path], built: Callable[[str], Path | None] | None = None) -> None:
     """Make every name `names()` lists resolve through `folder(name)`; asked on each lookup, so
-    a provider's catalogue may change (and costs nothing until a spec names a zoo SAE)."""
-    _PROVIDERS.append((names, folder))
+    a provider's catalogue may change (and costs nothing until a spec names a zoo SAE).
+    `built(name)`, when given, returns the folder only if it needs no building, so an SAE can be
+    described before it is built."""
+    _PROVIDERS.append((names, folder, built))
 
 
 def _zoo_table() -> dict[str, Callable[[], Path]]:
     table = dict(_ZOO)
-    for names, folder in _PROVIDERS:
+    for names, folder, _ in _PROVIDERS:
         for name in names():
             table.setdefault(name, functools.partial(folder, name))
     return table
+
+
+def _zoo_built(name: str) -> Path | None:
+    """The zoo SAE's folder if it exists without building, else None."""
+    if name in _ZOO:
+        return Path(_ZOO[name]())
+    for names, _, built in _PROVIDERS:
+        if name in names():
+            return None if built is None else built(name)
+    return None
 
 
 def zoo_sae_names() -> list[str]:
@@ -295,12 +333,225 @@ def _override(sae: Sae) -> Location:
         raise SpecError.at(sae.origin, f"SAE {sae.name}: hook {sae.hook!r}: {e}") from None
 
 
+# --- describing from configs alone -----------------------------------------------------------
+
+
+class SaeUnavailable(SpecError):
+    """An SAE whose configs are not at hand: a release not in the local Hugging Face cache with no
+    hub to reach, or a zoo SAE built on first use. `sagec plan` notes it; `sagec run` refuses."""
+
+
+class NotBuiltYet(SaeUnavailable):
+    """A zoo SAE built on first use: the zoo trains it for its own model and location, so there
+    is nothing to note before it exists (`sagec run` builds it, then checks it)."""
+
+
+# Metadata keys that pre-6.0 sae_lens configs keep at the top level, under their old names.
+_OLD_NAMES = {"hook_point": "hook_name", "hook_point_head_index": "hook_head_index"}
+_METADATA_KEYS = ("hook_name", "hf_hook_name", "hook_head_index", "model_name", "model_from_pretrained_kwargs")
+
+
+def config_facts(cfg: Mapping[str, Any]) -> tuple[int, int, str, types.SimpleNamespace]:
+    """(d_in, d_sae, architecture, metadata) from a sae_lens config dict in either format: 6.x
+    nests the model-side keys under `metadata`, earlier versions keep them at the top level (and
+    call the hook `hook_point`)."""
+    top = {_OLD_NAMES.get(k, k): v for k, v in cfg.items()}
+    metadata = {k: top.get(k) for k in _METADATA_KEYS} | {k: v for k, v in dict(cfg.get("metadata") or {}).items() if v is not None}
+    architecture = str(cfg.get("architecture") or ("topk" if (cfg.get("activation_fn") or cfg.get("activation_fn_str")) == "topk" else "standard"))
+    return int(cfg["d_in"]), int(cfg["d_sae"]), architecture, types.SimpleNamespace(**metadata)
+
+
+def describe_sae(sae: Sae, architecture: Architecture | None = None) -> SaeDescription:
+    """Where an SAE reads, its widths, the model it was trained on and its preprocessing, from its
+    configs alone: a release's config through sae_lens's config getter for it (a cfg.json, or
+    nothing for Gemma Scope, whose shape sae_lens derives from the path), a folder's cfg.json, a
+    built zoo SAE's cfg.json. Raises SaeUnavailable when the config is not at hand offline, and
+    SpecError for everything wrong with the SAE itself. With `architecture`, HF hook names are
+    read in the model's family and the preprocessing is settled for it."""
+    check_source(sae)
+    if sae.source == "sae_lens":
+        cfg, where = _release_config(sae), f"sae_lens release {sae.release!r} id {sae.sae_id!r}"
+    else:
+        folder = Path(sae.ref or "") if sae.source == "path" else _zoo_built(sae.ref or "")
+        if folder is None:
+            raise NotBuiltYet.at(sae.origin, f"SAE {sae.name}: zoo SAE {sae.ref!r} is built on first use, so its config is not there yet")
+        _check_folder(sae, folder)
+        where = str(folder / CONFIG_FILE)
+        try:
+            cfg = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise SpecError.at(sae.origin, f"SAE {sae.name}: {where!r} is not a sae_lens config: {e}") from None
+    try:
+        d_in, d_sae, kind, metadata = config_facts(cfg)
+    except (KeyError, TypeError, ValueError) as e:
+        raise SpecError.at(sae.origin, f"SAE {sae.name}: the config of {where} is not a sae_lens config: {type(e).__name__}: {e}") from None
+    return _describe(sae, d_in, d_sae, kind, metadata, architecture)
+
+
+def _describe(sae: Sae, d_in: int, d_sae: int, kind: str, metadata: Any, architecture: Architecture | None) -> SaeDescription:
+    location, layer, hook, all_heads = _where(sae, metadata, architecture)
+    options = tuple(sorted(_tl_options(sae, metadata).items()))
+    prep = None if architecture is None else _preprocessing(sae, options, location, architecture)
+    model_name = getattr(metadata, "model_name", None)
+    return SaeDescription(sae.name, sae.source, location, layer, all_heads, hook, d_in, d_sae, kind, str(model_name) if model_name else None,
+                          options, prep, sae.origin)
+
+
+def _tl_options(sae: Sae, metadata: Any) -> dict[str, Any]:
+    """The TransformerLens options the SAE was trained under: its config's, and for a release
+    those sae_lens's directory records for it (which the loaders merge in, but only into
+    pre-6.0 configs)."""
+    options = dict(getattr(metadata, "model_from_pretrained_kwargs", None) or {})
+    if sae.source == "sae_lens":
+        from sae_lens.loading.pretrained_saes_directory import get_config_overrides
+
+        options.update(get_config_overrides(sae.release or "", sae.sae_id or "").get("model_from_pretrained_kwargs") or {})
+    return options
+
+
+def _preprocessing(sae: Sae, options: tuple[tuple[str, Any], ...], location: Location | None, architecture: Architecture) -> Preprocessing:
+    try:
+        return preprocessing_for(dict(options), location, architecture.family.name, sae.accept_preprocessing)
+    except UnreproducibleOption as e:
+        where = str(location) if location is not None else "every head's z"
+        raise SpecError.at(
+            sae.origin,
+            f"SAE {sae.name} was trained on TransformerLens activations processed with {e} (at {where} of a {architecture.family.name} model)",
+            hint=f"to evaluate it on the model's own activations all the same, write `accept preprocessing {e.option}` in its sae block",
+        ) from None
+
+
+def _release_config(sae: Sae) -> dict[str, Any]:
+    from sae_lens.loading.pretrained_sae_loaders import load_sae_config_from_huggingface
+
+    with _hub_errors(sae), cached_safetensors_headers():
+        return load_sae_config_from_huggingface(sae.release or "", sae.sae_id or "")
+
+
+@contextlib.contextmanager
+def _hub_errors(sae: Sae) -> Iterator[None]:
+    """A release not in the local cache with no hub to reach, said in the spec's terms."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    try:
+        yield
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as e:
+        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the hub could not be reached"
+        raise SaeUnavailable.at(
+            sae.origin,
+            f"SAE {sae.name}: sae_lens release {sae.release!r} id {sae.sae_id!r} is valid but not in the local Hugging Face cache, and no hub is reachable ({why}; {type(e).__name__})",
+            hint="run `sagec fetch SPEC` once where the hub is reachable, or use a local SAE (`source path`) or a zoo SAE (`source zoo`)",
+        ) from None
+
+
+def safetensors_shapes(path: str | os.PathLike[str]) -> dict[str, list[int]]:
+    """Tensor name -> shape from a safetensors file's header (its first 8 + N bytes), no weights read."""
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+    return {name: info["shape"] for name, info in header.items() if name != "__metadata__"}
+
+
+@contextlib.contextmanager
+def cached_safetensors_headers() -> Iterator[None]:
+    """sae_lens 6.54 reads Gemma Scope 2's tensor shapes with an HTTP range request to the hub,
+    which fails offline even when the file is in the local cache. While this is active, a cached
+    file's header is read from disk (the loader downloads that very file next anyway); offline, an
+    uncached one is a LocalEntryNotFoundError like every other missing file; online, sae_lens's own
+    request runs."""
+    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    from sae_lens.loading import pretrained_sae_loaders as loaders
+
+    original = loaders.get_safetensors_tensor_shapes
+
+    def shapes(repo_id: str, filename: str) -> dict[str, list[int]]:
+        path = try_to_load_from_cache(repo_id, filename)
+        if isinstance(path, str):
+            return safetensors_shapes(path)
+        if constants.HF_HUB_OFFLINE:
+            raise LocalEntryNotFoundError(f"{repo_id}/{filename} is not in the local Hugging Face cache")
+        return original(repo_id, filename)
+
+    loaders.get_safetensors_tensor_shapes = shapes
+    try:
+        yield
+    finally:
+        loaders.get_safetensors_tensor_shapes = original
+
+
+# --- the files of a release -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HubFile:
+    repo_id: str
+    filename: str
+    required: bool  # False: the loader goes on without it (a sparsity file, Gemma Scope 2's config)
+
+
+def release_files(release: str, sae_id: str) -> tuple[HubFile, ...] | None:
+    """The files `SAE.from_pretrained(release, sae_id)` downloads, as sae_lens's loader for the
+    release reads them; None for loaders whose file lists sagec does not know (then only running
+    the loader tells)."""
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory, get_repo_id_and_folder_name
+
+    entry = get_pretrained_saes_directory()[release]
+    repo, folder = get_repo_id_and_folder_name(release, sae_id)
+    loader = entry.conversion_func or "sae_lens"
+    if loader == "sae_lens":
+        return (HubFile(repo, f"{folder}/{CONFIG_FILE}", True), HubFile(repo, f"{folder}/{WEIGHTS_FILE}", True),
+                HubFile(repo, f"{folder}/sparsity.safetensors", False))
+    if loader == "gemma_2":
+        return (HubFile(repo, f"{folder}/params.npz", True),)
+    if loader == "gemma_3":
+        weights = f"{folder}.safetensors" if "clt" in folder else f"{folder}/params.safetensors"
+        return (HubFile(repo, f"{folder}/config.json", False), HubFile(repo, weights, True))
+    return None
+
+
+def cached_path(file: HubFile) -> str | None:
+    """The local path of `file` in the Hugging Face cache, or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    path = try_to_load_from_cache(file.repo_id, file.filename)
+    return path if isinstance(path, str) else None
+
+
+def snapshot_folder(repo_id: str) -> Path | None:
+    """The local Hugging Face cache's snapshot of `repo_id` that `refs/main` points to, or None."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    folder = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type="model")
+    try:
+        commit = (folder / "refs" / "main").read_text().strip()
+    except OSError:
+        return None
+    snapshot = folder / "snapshots" / commit
+    return snapshot if snapshot.is_dir() else None
+
+
+def release_cached(release: str, sae_id: str) -> bool:
+    """Whether the files the release's SAE needs are in the local cache: every required one, or,
+    for a loader whose files sagec does not know, anything at the SAE's path in the snapshot."""
+    from sae_lens.loading.pretrained_saes_directory import get_repo_id_and_folder_name
+
+    files = release_files(release, sae_id)
+    if files is not None:
+        return all(cached_path(f) for f in files if f.required)
+    repo, folder = get_repo_id_and_folder_name(release, sae_id)
+    snapshot = snapshot_folder(repo)
+    return snapshot is not None and any(snapshot.glob(f"{glob.escape(folder)}*"))
+
+
 # --- loading ----------------------------------------------------------------------------------
 
 
 def load_sae(sae: Sae, architecture: Architecture | None = None, device: str = "cpu", dtype: str | None = None) -> LoadedSae:
     """Load an SAE and find where it reads. `architecture` (the model's) settles HF module names
-    that differ between families; TL names and a spec's `hook` need none."""
+    that differ between families and the preprocessing; TL names and a spec's `hook` need none."""
     check_source(sae)
     if sae.source == "sae_lens":
         model = _from_pretrained(sae, device, dtype)
@@ -315,34 +566,9 @@ def load_sae(sae: Sae, architecture: Architecture | None = None, device: str = "
             identity["name"] = sae.ref or ""
     model.eval()
     cfg = model.cfg
-    location, layer, hook, all_heads = _where(sae, cfg.metadata, architecture)
-    return LoadedSae(
-        name=sae.name,
-        sae=model,
-        location=location,
-        layer=layer,
-        all_heads_z=all_heads,
-        hook=hook,
-        d_in=int(cfg.d_in),
-        d_sae=int(cfg.d_sae),
-        architecture=str(cfg.architecture()),
-        identity=identity,
-        origin=sae.origin,
-    )
-
-
-def describe_folder(sae: Sae, folder: Path, architecture: Architecture | None = None) -> LoadedSae:
-    """What `load_sae` would report for a folder, from its cfg.json alone (`sae` is None): lets
-    `sagec check --deep` test the fit without loading weights."""
-    _check_folder(sae, folder)
-    try:
-        cfg = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-        d_in, d_sae = int(cfg["d_in"]), int(cfg["d_sae"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise SpecError.at(sae.origin, f"SAE {sae.name}: {str(folder / CONFIG_FILE)!r} is not a sae_lens config: {e}") from None
-    metadata = types.SimpleNamespace(**{k: None for k in ("hook_name", "hf_hook_name", "hook_head_index")} | dict(cfg.get("metadata") or {}))
-    location, layer, hook, all_heads = _where(sae, metadata, architecture)
-    return LoadedSae(sae.name, None, location, layer, all_heads, hook, d_in, d_sae, str(cfg.get("architecture", "standard")), {}, sae.origin)
+    about = _describe(sae, int(cfg.d_in), int(cfg.d_sae), str(cfg.architecture()), cfg.metadata, architecture)
+    fields = {f.name: getattr(about, f.name) for f in dataclasses.fields(SaeDescription)}
+    return LoadedSae(**fields | {"preprocessing": about.preprocessing or NONE}, sae=model, identity=identity)
 
 
 def _where(sae: Sae, metadata: Any, architecture: Architecture | None) -> tuple[Location | None, int, str, bool]:
@@ -357,26 +583,26 @@ def _where(sae: Sae, metadata: Any, architecture: Architecture | None) -> tuple[
     return location, layer, hook, location is None
 
 
+# sae_lens warns about every non-empty model_from_pretrained_kwargs; sagec handles them
+# (runtime/saes/preprocessing.py) and records what it did in the results.
+_KWARGS_WARNING = r"\s*This SAE has non-empty model_from_pretrained_kwargs"
+
+
 def _from_pretrained(sae: Sae, device: str, dtype: str | None) -> Any:
-    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
     from sae_lens import SAE
 
-    try:
+    with _hub_errors(sae), cached_safetensors_headers(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_KWARGS_WARNING)
         return SAE.from_pretrained(sae.release, sae.sae_id, device=device, dtype=dtype or "float32")
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as e:
-        offline = "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") else "the hub could not be reached"
-        raise SpecError.at(
-            sae.origin,
-            f"SAE {sae.name}: sae_lens release {sae.release!r} id {sae.sae_id!r} is valid but not in the local Hugging Face cache, and no hub is reachable ({offline}; {type(e).__name__})",
-            hint="download it once where the hub is reachable, or use a local SAE (`source path`) or a zoo SAE (`source zoo`)",
-        ) from None
 
 
 def _from_disk(sae: Sae, folder: Path, device: str, dtype: str | None) -> Any:
     from sae_lens import SAE
 
     try:
-        return SAE.load_from_disk(str(folder), device=device, dtype=dtype)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_KWARGS_WARNING)
+            return SAE.load_from_disk(str(folder), device=device, dtype=dtype)
     except (ValueError, KeyError, OSError) as e:
         raise SpecError.at(sae.origin, f"SAE {sae.name}: sae_lens cannot load {str(folder)!r}: {e}") from None
 
@@ -390,22 +616,62 @@ def _sae_lens_version() -> str:
 # --- fitting the model ------------------------------------------------------------------------
 
 
-def check_fits(loaded: LoadedSae, architecture: Architecture, model_name: str | None = None) -> None:
+def check_fits(loaded: SaeDescription, architecture: Architecture, model_name: str | None = None, model: Model | None = None) -> None:
     """Reject an SAE whose hook or width does not fit the model, before any forward pass.
-    `model_name` is the spec's name for the model, for the message."""
-    model = f"model {model_name}" if model_name else "the model"
+    `model_name` is the spec's name for the model, for the message; `model`, when given, also
+    lets the message say where the model is declared and, if the SAE's config names another
+    model, which one it was trained on."""
+    model_name = model.name if model is not None else model_name
+    source = f"{model.source} {model.ref!r} at {model.origin}" if model is not None else None
+
+    def label(detail: str | None = None) -> str:
+        parts = [p for p in (source, detail) if p]
+        return (f"model {model_name}" if model_name else "the model") + (f" ({'; '.join(parts)})" if parts else "")
+
+    trained = f"; the SAE was trained on {loaded.model_name}" if model is not None and loaded.model_name and not same_model(loaded.model_name, model) else ""
     where = str(loaded.location) if loaded.location is not None else f"every head's z of layer {loaded.layer}"
     if loaded.layer >= architecture.n_layers:
         raise SpecError.at(
             loaded.origin,
-            f"SAE {loaded.name} reads {where} (hook {loaded.hook!r}), but {model} has {architecture.n_layers} layers (0..{architecture.n_layers - 1})",
+            f"SAE {loaded.name} reads {where} (hook {loaded.hook!r}), but {label()} has {architecture.n_layers} layers (0..{architecture.n_layers - 1}){trained}",
         )
     if loaded.location is not None and loaded.location.head is not None and loaded.location.head >= architecture.n_heads:
-        raise SpecError.at(loaded.origin, f"SAE {loaded.name} reads {where}, but {model} has {architecture.n_heads} heads per layer")
+        raise SpecError.at(loaded.origin, f"SAE {loaded.name} reads {where}, but {label()} has {architecture.n_heads} heads per layer{trained}")
     width = sum(architecture.width(site) for site in loaded.sites(architecture))
     if loaded.d_in != width:
         what = f"{architecture.n_heads} heads x d_head {architecture.d_head} = {width}" if loaded.all_heads_z else str(width)
         raise SpecError.at(
             loaded.origin,
-            f"SAE {loaded.name} has d_in {loaded.d_in} at {where} (hook {loaded.hook!r}), but {model} ({architecture.family.name}, d_model {architecture.d_model}) has width {what} there",
+            f"SAE {loaded.name} has d_in {loaded.d_in} at {where} (hook {loaded.hook!r}), but {label(f'{architecture.family.name}, d_model {architecture.d_model}')} has width {what} there{trained}",
         )
+
+
+def trained_on_warning(described: SaeDescription, model: Model) -> str | None:
+    """A warning when the SAE's config names another model than the spec's (the shapes fit, or
+    check_fits would have refused it). Only hub and zoo models have names to compare."""
+    if not described.model_name or model.source not in ("hub", "zoo") or same_model(described.model_name, model):
+        return None
+    return (f"{described.origin}: SAE {described.name} was trained on {described.model_name}, but model {model.name} is "
+            f"{model.source} {model.ref!r}; its shapes fit, so it is evaluated all the same")
+
+
+def same_model(name: str, model: Model) -> bool:
+    """Whether an SAE config's model name and a spec's model are the same model: equal names,
+    or names TransformerLens resolves to one official model (`gpt2-small` and
+    `openai-community/gpt2`, `pythia-70m-deduped` and `EleutherAI/pythia-70m-deduped`)."""
+    return _canonical(name) == _canonical(model.ref)
+
+
+@functools.cache
+def _canonical(name: str) -> str:
+    short = name.split("/")[-1].lower()
+    try:  # sae_lens imports TransformerLens anyway; its alias table is the naming authority here
+        from transformer_lens.loading_from_pretrained import get_official_model_name
+    except ImportError:
+        return short
+    for candidate in (name, name.split("/")[-1]):
+        try:
+            return get_official_model_name(candidate).split("/")[-1].lower()
+        except ValueError:
+            continue
+    return short

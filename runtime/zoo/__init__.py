@@ -50,4 +50,4 @@ for _name in TINY:
     register_zoo_model(_name, lambda _n=_name: resolve_model(_n))
 for _packaged in PACKAGED.values():
     register_zoo_model(_packaged.name, _packaged.ensure, tokenizer=_packaged.tokenizer, config=_packaged.config)
-register_zoo_saes(_saes.names, _saes.resolve_sae)
+register_zoo_saes(_saes.names, _saes.resolve_sae, lambda name: _saes.entry(name).folder if _saes.entry(name).built else None)

@@ -12,7 +12,7 @@ import click
 
 from sagec import __version__
 
-COMMANDS: tuple[str, ...] = ("check", "fmt", "plan", "run", "zoo", "ls", "report", "export", "diff")
+COMMANDS: tuple[str, ...] = ("check", "fmt", "plan", "run", "fetch", "zoo", "ls", "report", "export", "diff")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

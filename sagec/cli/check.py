@@ -58,7 +58,8 @@ def _deep(spec: Spec) -> None:
             raise
         click.echo("sagec: --deep needs runtime.execute.deep_check, which this installation does not have yet", err=True)
         raise click.exceptions.Exit(FAILURE) from None
-    deep_check(spec)
+    for warning in deep_check(spec):
+        click.echo(f"warning: {warning}", err=True)
 
 
 def _summary(spec: Spec) -> str:

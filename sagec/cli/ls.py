@@ -3,7 +3,8 @@
 `ls saes` lists sae_lens's bundled pretrained directory (release and id, as a spec's
 `source sae_lens "release" "id"` names them) and the zoo's SAEs (`source zoo "name"`). PATTERN is
 a shell-style glob (`*topk*`) or, without wildcards, a case-insensitive substring; it matches
-the release, the id or the zoo name.
+the release, the id or the zoo name. A sae_lens SAE whose files are in the local Hugging Face
+cache is marked `cached` (it loads with HF_HUB_OFFLINE=1), the others `download`.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def ls_saes(pattern: str | None, as_json: bool) -> None:
         if r["source"] == "zoo":
             table.append(("zoo", r["name"], "", r["model"], r["location"], r["status"]))
         else:
-            table.append(("sae_lens", r["release"], r["id"], r["model"], "", "download"))
+            table.append(("sae_lens", r["release"], r["id"], r["model"], "", r["status"]))
     _table(table, ("source", "release / zoo name", "id", "model", "location", "status"))
 
 
@@ -84,10 +85,14 @@ def _sae_json(s) -> dict:
 def _sae_lens_rows() -> list[dict]:
     from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
+    from runtime.saes.loading import release_cached, snapshot_folder
+
     rows = []
     for release, info in get_pretrained_saes_directory().items():
+        present = snapshot_folder(info.repo_id) is not None  # most releases: nothing to look at
         for sae_id in info.saes_map:
-            rows.append({"source": "sae_lens", "release": release, "id": sae_id, "model": info.model})
+            cached = present and release_cached(release, sae_id)
+            rows.append({"source": "sae_lens", "release": release, "id": sae_id, "model": info.model, "status": "cached" if cached else "download"})
     return rows
 
 

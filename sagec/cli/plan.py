@@ -1,4 +1,10 @@
-"""`sagec plan SPEC`: the execution plan, its cache state and its cost, without loading weights."""
+"""`sagec plan SPEC`: the execution plan, its cache state and its cost, without loading weights.
+
+It also refuses, from configs alone, an SAE from sae_lens or a folder that does not fit its model
+(hook, width, TransformerLens preprocessing; runtime/execute/fits.py). Zoo SAEs are checked by
+`sagec check --deep` and before `sagec run`'s first model pass: describing them needs the zoo,
+whose import costs seconds.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +35,9 @@ def _plan(spec_file: str, as_json: bool, as_dot: bool, cache_dir: str | None) ->
     from sagec.plan import to_json
     from sagec.plan_text import render_dot, render_text
 
-    plan = lower(load_spec(spec_file))
+    spec = load_spec(spec_file)
+    plan = lower(spec)
+    _check_saes(spec)
     cache = ArtifactCache(cache_dir or default_cache_dir())
     costs = estimate(plan)
     if as_json:
@@ -41,3 +49,12 @@ def _plan(spec_file: str, as_json: bool, as_dot: bool, cache_dir: str | None) ->
         click.echo(render_dot(plan, cache.has))
     else:
         click.echo(render_text(plan, costs, cache.has))
+
+
+def _check_saes(spec) -> None:
+    if not any(spec.sae(u.sae).source in ("sae_lens", "path") for ev in spec.evals for u in ev.saes):
+        return
+    from runtime.execute.fits import check_saes
+
+    for warning in check_saes(spec, require=False, sources=("sae_lens", "path")):
+        click.echo(f"warning: {warning}", err=True)
