@@ -21,7 +21,7 @@ from runtime.model.architectures import Architecture, architecture
 from runtime.model.forward import pad_left, patched_logits
 from runtime.model.locations import access
 from runtime.model.sources import load_model, model_architecture
-from runtime.saes.loading import LoadedSae, check_fits, config_location
+from runtime.saes.loading import SaeDescription, check_fits, config_location
 from runtime.task.metric import task_metric
 from runtime.task.prompts import build_prompt_set
 from runtime.zoo import gemma3
@@ -89,7 +89,7 @@ def test_head_shares_sum_to_the_attention_output_on_the_real_model(loaded, ioi):
 # --- Gemma Scope 2, from sae_lens's bundled directory alone ------------------------------------
 
 
-def describe_gemma_scope_2(sae: Sae, arch: Architecture) -> LoadedSae:
+def describe_gemma_scope_2(sae: Sae, arch: Architecture) -> SaeDescription:
     """What can be known of a Gemma Scope 2 SAE without its files: the release and id checked
     against sae_lens's bundled directory, the hook from sae_lens's own inference of a Gemma 3
     SAE's config from its folder name (the config the loader builds when the repo has no
@@ -107,8 +107,8 @@ def describe_gemma_scope_2(sae: Sae, arch: Architecture) -> LoadedSae:
     width = re.search(r"width_(\d+)([km])", sae.sae_id)
     d_sae = int(width.group(1)) * {"k": 1024, "m": 1024 * 1024}[width.group(2)]
     d_in = architecture(gemma3.config()).width(location)
-    return LoadedSae(sae.name, None, location, layer, False, hook, d_in, d_sae, raw["architecture"],
-                     {"source": "sae_lens", "release": sae.release, "id": sae.sae_id}, sae.origin)
+    return SaeDescription(sae.name, "sae_lens", location, layer, False, hook, d_in, d_sae, raw["architecture"],
+                          entry.model, (), None, sae.origin)
 
 
 def commented_scope_saes(tmp_path: Path) -> list[Sae]:
