@@ -278,6 +278,12 @@ class Report:
 
 
 @dataclass(frozen=True)
+class Corpus:
+    path: Literal
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
 class Locate:
     body: tuple[Setting | Names | Layers | Select, ...]
     span: Span = _span()
@@ -343,7 +349,7 @@ class Sae:
     span: Span = _span()
 
 
-EvalStmt = Union[Setting, Locate, GroundTruth, Saes, Baselines, Names, Report]
+EvalStmt = Union[Setting, Locate, GroundTruth, Saes, Baselines, Names, Report, Corpus]
 
 
 @dataclass(frozen=True)

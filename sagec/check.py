@@ -592,7 +592,7 @@ class _Checker:
         name = e.name.name
         st = self._settings(
             [s for s in e.body if not isinstance(s, A.Saes)],
-            {"model": A.Setting, "task": A.Setting, "locate": A.Locate, "ground_truth": A.GroundTruth, "score": A.Names, "report": A.Report, "baselines": A.Baselines},
+            {"model": A.Setting, "task": A.Setting, "locate": A.Locate, "ground_truth": A.GroundTruth, "score": A.Names, "report": A.Report, "baselines": A.Baselines, "corpus": A.Corpus},
             "an eval block",
         )
         model = task = ""
@@ -620,7 +620,18 @@ class _Checker:
             score = tuple(self.word(i, "metric", N.METRICS) for i in self._no_repeats(st["score"].names))
         report = self._report(st.get("report"), e)
         baselines = self._baselines(st["baselines"]) if "baselines" in st else ()
-        return S.Eval(name, model, task, locate, ground_truth, uses, score, report, e.span.origin, baselines)
+        corpus = self._corpus(st["corpus"], score) if "corpus" in st else None
+        return S.Eval(name, model, task, locate, ground_truth, uses, score, report, e.span.origin, baselines, corpus)
+
+    def _corpus(self, c: A.Corpus, score: Sequence[str]) -> str:
+        """`corpus "file.txt"`: a text file, relative to the spec's folder, read only by the text metrics."""
+        path = _relative(c.span.file, str(c.path.value))
+        if not os.path.isfile(path):
+            self.error(c.path.span, f"corpus: no such file: {path}")
+        if not any(m in N.TEXT_METRICS for m in score):
+            self.error(c.span, f"nothing reads this corpus: only {' and '.join(N.TEXT_METRICS)} do, and `score` lists neither",
+                       f"add them to `score`, e.g. `score ..., {', '.join(N.TEXT_METRICS)}`")
+        return path
 
     def _no_repeats(self, idents: Iterable[A.Ident]) -> list[A.Ident]:
         out: list[A.Ident] = []
@@ -763,7 +774,7 @@ def _key(st: object) -> str:
         return st.key
     return {
         A.Source: "source", A.BatchSize: "batch_size", A.Hook: "hook", A.Answer: "answer", A.Split: "split",
-        A.Samples: "samples", A.Locate: "locate", A.GroundTruth: "ground_truth", A.Report: "report",
+        A.Samples: "samples", A.Corpus: "corpus", A.Locate: "locate", A.GroundTruth: "ground_truth", A.Report: "report",
         A.Layers: "layers", A.Select: "select", A.Saes: "saes", A.Baselines: "baselines", A.Var: "var", A.Template: "template", A.Position: "position",
     }[type(st)]
 

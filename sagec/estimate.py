@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from sagec.plan import Node, Plan
+from sagec.plan import CORPUS_CONTEXT, CORPUS_TOKENS, Node, Plan
 
 CPU_FLOPS = 1.0e11  # measured: 2 x (896 tokens x 106e6 + 64 prompts x 28e6) in about 2 s on 2 cores
 SPARSE_CONTROL_KS = 7  # runtime.sage.control.KS has seven k values
@@ -71,6 +71,9 @@ def estimate(plan: Plan) -> dict[str, Cost]:
         if node.kind == "report":
             out[node.id] = Cost(0, 0, 0, 0.0)
             continue
+        if node.kind in ("corpus", "text"):
+            out[node.id] = _text_cost(node)
+            continue
         task = _task(plan, node)
         n, n_train = task.samples, round(task.samples * task.split.train)
         n_test = n - n_train
@@ -94,6 +97,18 @@ def estimate(plan: Plan) -> dict[str, Cost]:
         seconds = None if size is None else (forwards + 2 * backwards) * 2 * (TOKENS_GUESS * size[1] + size[2]) / CPU_FLOPS
         out[node.id] = Cost(n if node.kind != "sample" else n * groups, forwards, backwards, seconds)
     return out
+
+
+def _text_cost(node: Node) -> Cost:
+    """A text node runs the corpus three times (clean, SAE spliced in, zero-ablated), with the
+    logits at every token; the corpus node only tokenizes (the zoo's corpus is generated with
+    its SAEs)."""
+    if node.kind == "corpus":
+        return Cost(0, 0, 0, 0.0)
+    texts = -(-CORPUS_TOKENS // CORPUS_CONTEXT)
+    size = model_size(node)
+    seconds = None if size is None else 3 * 2 * CORPUS_TOKENS * (size[1] + size[2]) / CPU_FLOPS
+    return Cost(texts, 3 * texts, 0, seconds)
 
 
 def _task(plan: Plan, node: Node):

@@ -232,6 +232,8 @@ def _statement(st: object) -> str:
             return "baselines " + ", ".join(b.name.name + (f" {b.components}" if b.components is not None else "") for b in items)
         case A.Report(out_dir, formats):
             return f"report {literal(out_dir)}" + (f" as {names(formats)}" if formats else "")
+        case A.Corpus(path):
+            return f"corpus {literal(path)}"
     raise TypeError(f"not a statement: {st!r}")
 
 

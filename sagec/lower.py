@@ -15,9 +15,12 @@ from importlib import metadata
 from pathlib import Path
 
 from sagec.plan import (
+    CORPUS_CONTEXT,
+    CORPUS_TOKENS,
     PASS_ORDER,
     PLAN_SCHEMA,
     BaselineParams,
+    CorpusParams,
     GroundTruthParams,
     LocateParams,
     Node,
@@ -26,11 +29,13 @@ from sagec.plan import (
     ReportParams,
     SampleParams,
     ScoreParams,
+    TextParams,
     TraceParams,
     content_hash,
     node_key,
 )
-from sagec.spec import Model, Sae, Spec
+from sagec.names import TEXT_METRICS
+from sagec.spec import Eval, Model, Sae, Spec
 
 # The packages whose versions change results: a new version invalidates every artifact.
 RESULT_PACKAGES = ("sagec", "torch", "transformers", "nnsight", "sae-lens")
@@ -126,7 +131,8 @@ def lower(spec: Spec, versions: tuple[tuple[str, str], ...] | None = None) -> Pl
                 b.add(
                     f"score[{ev.name}/{label}]",
                     "score",
-                    ScoreParams(label, model, sae, use.reconstruct, ev.score, task.attributes, partners),
+                    # Text metrics are not the score node's: listing them keeps its key.
+                    ScoreParams(label, model, sae, use.reconstruct, tuple(m for m in ev.score if m not in TEXT_METRICS), task.attributes, partners),
                     (sample, locate, trace, gt),
                     "|".join([ident, *map(_sae_identity, (sae, *partners))]),
                 )
@@ -139,11 +145,12 @@ def lower(spec: Spec, versions: tuple[tuple[str, str], ...] | None = None) -> Pl
                 label = b.nodes[score].params.label
                 params = BaselineParams(base, model, task.attributes, beside=label)
                 baselines.append(b.add(f"baseline[{ev.name}/{base.name} beside {label}]", "baseline", params, (*inputs, score), ident))
+        text = _text_nodes(b, spec, ev, sample, ident)
         b.add(
             f"report[{ev.name}]",
             "report",
             ReportParams(ev, spec.file, spec_hash),
-            (sample, locate, trace, gt, *scores, *baselines),
+            (sample, locate, trace, gt, *scores, *baselines, *text),
         )
 
     depth: dict[str, int] = {}
@@ -151,3 +158,31 @@ def lower(spec: Spec, versions: tuple[tuple[str, str], ...] | None = None) -> Pl
         depth[node.id] = 1 + max((depth[i] for i in node.inputs), default=-1)
     ordered = sorted(b.nodes.values(), key=lambda n: (depth[n.id], PASS_ORDER.index(n.kind), n.id))
     return Plan(PLAN_SCHEMA, spec.file, spec_hash, versions, tuple(ordered))
+
+
+def _text_nodes(b: _Builder, spec: Spec, ev: Eval, sample: str, ident: str) -> tuple[str, ...]:
+    """The corpus and one text node per SAE, when the eval's `score` lists a text metric. A text
+    node reads only the corpus (and the task's prompts only when they are the corpus), so adding
+    text metrics changes no other node's key, and an SAE listed under two reconstructions is
+    spliced in once."""
+    if not any(m in TEXT_METRICS for m in ev.score):
+        return ()
+    model = spec.model(ev.model)
+    if ev.corpus is not None:
+        params = CorpusParams(model, "file", CORPUS_TOKENS, CORPUS_CONTEXT, ev.corpus, _sha256(ev.corpus))
+    else:
+        params = CorpusParams(model, "zoo" if model.source == "zoo" else "task", CORPUS_TOKENS, CORPUS_CONTEXT)
+    corpus = b.add(f"corpus[{ev.name}]", "corpus", params, (sample,) if params.source == "task" else (), ident)
+    texts = []
+    for name in dict.fromkeys(u.sae for u in ev.saes):
+        sae = spec.sae(name)
+        texts.append(b.add(f"text[{ev.name}/{name}]", "text", TextParams(name, model, sae), (corpus,), "|".join([ident, _sae_identity(sae)])))
+    return (corpus, *texts)
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

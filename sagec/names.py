@@ -30,7 +30,13 @@ METRICS = (
     "l0",
     "dead_fraction",
     "spliced_metric",
+    "ce_loss_score",
+    "kl_div_score",
 )
+# Metrics on text, not on the task's cross-sections (METHOD.md section 8): the SAE spliced in at
+# its own hook over a corpus. They run in their own pass (runtime/passes/text.py), so listing them
+# leaves every score node's key as it was.
+TEXT_METRICS = ("ce_loss_score", "kl_div_score")
 REPORT_FORMATS = ("html", "json")
 # Trivial bases scored beside the SAEs (METHOD.md section 7); `pca K` keeps K components.
 BASELINES = ("pca", "neurons", "random")

@@ -484,6 +484,10 @@ class _ToAst(Transformer):
     def report(self, span, c):
         return A.Report(self._str(c[0]), c[1] if len(c) > 1 else (), span)
 
+    @_rule
+    def corpus(self, span, c):
+        return A.Corpus(self._str(c[0]), span)
+
     # expressions
     @_rule
     def ref(self, span, c):

@@ -34,9 +34,17 @@ PASS_VERSIONS = {
     "ground_truth": 2,  # 2: sufficiency's direction is "one" (the closer to 1 the better)
     "score": 5,  # 2: results keyed by the spec's SAE name (zoo SAEs' own as zoo_name); 3: as ground_truth 2; 4: residual_pair; 5: TransformerLens preprocessing (centring)
     "baseline": 1,
+    "corpus": 1,
+    "text": 1,
     "report": 4,  # 2: seeds recorded; 3: as ground_truth 2; 4: baselines
 }
 PASS_ORDER = tuple(PASS_VERSIONS)
+
+# The text metrics' corpus (METHOD.md section 8): texts cut to CORPUS_CONTEXT tokens, taken until
+# CORPUS_TOKENS, SAEBench core's default for its reconstruction metrics (10 batches of 16
+# prompts of 128 tokens; sae_bench/evals/core/main.py).
+CORPUS_TOKENS = 20_480
+CORPUS_CONTEXT = 128
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,33 @@ class BaselineParams:
 
 
 @dataclass(frozen=True)
+class CorpusParams:
+    """The text the text metrics run on (METHOD.md section 8), tokenized by `model`'s tokenizer:
+    `source` "file" (the eval's `corpus`, one text a line), "zoo" (the zoo model's own SAE
+    corpus, runtime/zoo/corpus.py) or "task" (the prompts of the sample node it reads). Texts are
+    shuffled (seeded) and cut to `context` tokens, and taken until `max_tokens`. The file is
+    keyed by its content (`file_sha256`), not where it lies."""
+
+    model: Model
+    source: str
+    max_tokens: int
+    context: int
+    file: str | None = None
+    file_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class TextParams:
+    """One SAE spliced in at its own hook over the corpus (METHOD.md section 8): ce_loss_score,
+    kl_div_score, and explained variance, L0 and dead fraction on the same tokens. Independent of
+    the eval's reconstruction variant and of the task's cross-sections, so one node per SAE."""
+
+    label: str
+    model: Model
+    sae: Sae
+
+
+@dataclass(frozen=True)
 class ReportParams:
     """Gather everything of one eval into results.json (and the report)."""
 
@@ -121,7 +156,7 @@ class ReportParams:
     spec_hash: str
 
 
-Params = Union[SampleParams, LocateParams, TraceParams, GroundTruthParams, ScoreParams, BaselineParams, ReportParams]
+Params = Union[SampleParams, LocateParams, TraceParams, GroundTruthParams, ScoreParams, BaselineParams, CorpusParams, TextParams, ReportParams]
 
 
 @dataclass(frozen=True)
@@ -169,8 +204,9 @@ def identity_data(obj: Any) -> Any:
 
 
 # Fields that say how or where to compute, not what: a batch size, a device or a backend does not
-# change an artifact (beyond float noise), so changing them must not invalidate the cache.
-_NOT_IN_KEY = {"Model": {"batch_size", "device", "remote"}}
+# change an artifact (beyond float noise), so changing them must not invalidate the cache. Nor
+# does where a corpus file lies: its content is keyed, as CorpusParams.file_sha256.
+_NOT_IN_KEY = {"Model": {"batch_size", "device", "remote"}, "CorpusParams": {"file"}}
 
 
 def _strip_origins(data: Any) -> Any:

@@ -26,6 +26,11 @@ def _summary(node: Node) -> str:
     if node.kind == "baseline":
         where = f"on the cross-sections {p.beside} serves" if p.beside else "on every located cross-section"
         return f"basis {p.baseline.name}, fitted on train at each located cross-section, scored as an SAE {where}"
+    if node.kind == "corpus":
+        what = {"file": f"the text file {p.file}", "zoo": f"zoo model {p.model.ref}'s SAE corpus", "task": "the task's prompts"}[p.source]
+        return f"{what}, up to {p.max_tokens} tokens in texts of at most {p.context}"
+    if node.kind == "text":
+        return f"SAE {p.sae.name} spliced in at its hook over the corpus: ce_loss_score, kl_div_score, explained variance, L0, dead fraction"
     if node.kind == "report":
         return f"{p.eval.report.out_dir} as {', '.join(p.eval.report.formats)}"
     return ""

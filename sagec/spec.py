@@ -280,6 +280,9 @@ class Eval:
     report: Report
     origin: Origin
     baselines: tuple[Baseline, ...] = ()
+    # The text file the text metrics (sagec.names.TEXT_METRICS) run on, absolute; None: the
+    # model's zoo corpus for zoo models, else the task's own prompts (METHOD.md section 8).
+    corpus: str | None = None
 
 
 @dataclass(frozen=True)

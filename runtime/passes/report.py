@@ -24,6 +24,8 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     sample, locate, trace, gt, *rest = (inputs[i] for i in node.inputs)
     scores = [a for a in rest if "sae" in a.meta]
     bases = [a for a in rest if "baseline" in a.meta]
+    corpus = next((a.meta["corpus"] for a in rest if "corpus" in a.meta), None)
+    texts = [a.meta["text"] for a in rest if "text" in a.meta]
     ev = params.eval
     candidates = sorted(locate.meta["candidates"], key=lambda c: -max(abs(v) for v in c["attribution"].values()))
     results = {
@@ -47,6 +49,8 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
         "saes": {s.meta["sae"]["name"]: s.meta for s in scores},
         "baselines": _baselines(bases),
     }
+    if corpus is not None:  # the eval's `score` lists a text metric (METHOD.md section 8)
+        results["text"] = {"corpus": corpus, "saes": {t["name"]: {k: v for k, v in t.items() if k != "name"} for t in texts}}
     return Artifact({"results": results})
 
 

@@ -50,6 +50,19 @@ METRICS: dict[str, Metric] = {
     # Alignment.
     "best_cosine": Metric("higher", "mean over supervised codes u_{i,v} of the cosine with the closest decoder row"),
     "matched_cosine": Metric("higher", "mean cosine under a one-to-one (Hungarian) matching of codes to decoder rows"),
+    # On text (METHOD.md section 8; runtime/sage/loss_recovered.py): the SAE spliced in at its
+    # hook at every token of a corpus. SAELens's names; the three shared with the score pass are
+    # described here as measured on text, under `text_` (results.json keys them without it).
+    "ce_loss_score": Metric("higher", "(CE_ablated - CE_sae) / (CE_ablated - CE_clean) of next-token cross-entropy on the corpus, the hook zero-ablated for CE_ablated; 1 means no loss"),
+    "kl_div_score": Metric("higher", "(KL_ablated - KL_sae) / KL_ablated, KL to the clean next-token distribution on the corpus; 1 means the model's predictions are unchanged"),
+    "ce_loss_without_sae": Metric("lower", "mean next-token cross-entropy on the corpus, the model unchanged (nats)"),
+    "ce_loss_with_sae": Metric("lower", "mean next-token cross-entropy on the corpus with the SAE spliced in (nats)"),
+    "ce_loss_with_ablation": Metric(None, "mean next-token cross-entropy on the corpus with the hook zero-ablated (nats)"),
+    "kl_div_with_sae": Metric("lower", "mean KL(clean || spliced) of the next-token distributions on the corpus (nats)"),
+    "kl_div_with_ablation": Metric(None, "mean KL(clean || zero-ablated) of the next-token distributions on the corpus (nats)"),
+    "text_explained_variance": Metric("higher", "1 - E||x - x_hat||^2 / (E||x||^2 - ||E x||^2) over the corpus tokens at the SAE's hook"),
+    "text_l0": Metric("lower", "mean number of nonzero latents per corpus token"),
+    "text_dead_fraction": Metric("lower", "fraction of latents nonzero on no corpus token"),
 }
 
 

@@ -227,6 +227,27 @@ def _activations(plan: SaePlan, locations: list[Location], console, log):
     return {**found, **fresh}
 
 
+def corpus_rows(model: str, log=lambda *_: None) -> list[list[int]] | None:
+    """The token rows of the SAE corpus of zoo model `model` (None if it has no SAEs): what its
+    SAEs were trained on, read from the cache for lazy models (generated there on first use),
+    regenerated (seeded, seconds) for tiny ones. The text metrics run on it (runtime/passes/corpus.py)."""
+    plan = PLANS.get(model)
+    if plan is None:
+        return None
+    store = None if plan.committed else cache_dir() / "saes" / plan.model / f"activations-{_corpus_key(plan)}"
+    if store is not None and (store / "corpus.json").is_file():
+        return json.loads((store / "corpus.json").read_text())["rows"]
+    import torch
+
+    hf_model, tokenizer = _load(plan.model, log)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as when the SAEs were built: the same sampled texts on any machine
+    try:
+        return _corpus(plan, hf_model, tokenizer, store, None, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _corpus(plan: SaePlan, hf_model, tokenizer, store: Path | None, console, log) -> list[list[int]]:
     from runtime.zoo.corpus import build_corpus
     from runtime.zoo.tasks import task as zoo_task

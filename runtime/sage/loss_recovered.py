@@ -1,0 +1,121 @@
+"""Standard SAE metrics on text (METHOD.md section 8): loss recovered, as SAELens and SAEBench core
+define it, and explained variance, L0 and dead fraction on the same tokens.
+
+The definitions followed (sae_lens 6.54 `sae_lens/evals.py`, `get_downstream_reconstruction_metrics`
+and `get_recons_loss`; SAEBench core `sae_bench/evals/core/main.py`, the same functions, and
+`calculate_misc_metrics` for `frac_alive`):
+- per token t, CE(t) = -log p(token t+1 | tokens ..t) and KL(t) = sum_v p_clean(v) (log p_clean(v)
+  - log p_new(v)), the KL *to* the clean next-token distribution (torch's kl_div(log p_new,
+  p_clean)); CE has no value at a text's last token, KL has;
+- each quantity is averaged over all scored tokens first, then
+  ce_loss_score = (CE_ablated - CE_sae) / (CE_ablated - CE_clean) and
+  kl_div_score = (KL_ablated - KL_sae) / KL_ablated, "ablated" meaning the hook zero-ablated;
+- explained_variance = 1 - E||x - x_hat||^2 / (E||x||^2 - ||E x||^2) over the tokens, pooled
+  (sae_lens 6's ExplainedVarianceCalculator; SAEBench's older per-token mean is what sae_lens
+  now calls explained_variance_legacy); l0 = mean over tokens of the latents != 0;
+  dead_fraction = 1 - SAEBench's frac_alive, the latents never != 0 on any token.
+
+Which tokens: sagec leaves out each text's first token (the attention sink, BOS where the
+tokenizer adds one, as SAELens and SAEBench leave out special tokens) from every metric, and
+neither splices the SAE nor zero-ablates there, so the two ends of each score are the SAE's own:
+1 is the model unchanged, 0 no better than zeros in place of what the SAE replaces. (SAELens's
+ablation also zeroes the special tokens, where its SAE is not spliced.)
+
+Intervals: the texts are the units resampled (METHOD.md's 95% bootstrap), each text carrying its
+token sums, so the point estimate is the pooled token mean above and the interval the spread over
+texts. Explained variance centres each text's total at the full-sample mean, as
+runtime/sage/evaluate.explained_variance does for prompts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from runtime.sage.statistics import Estimate, bootstrap, fraction_estimate, safe_ratio
+
+# Results names, in the order results.json and the report give them, with SAELens's own names
+# for the raw quantities.
+SCORES = ("ce_loss_score", "kl_div_score", "explained_variance", "l0", "dead_fraction")
+RAW = ("ce_loss_without_sae", "ce_loss_with_sae", "ce_loss_with_ablation", "kl_div_with_sae", "kl_div_with_ablation")
+
+
+def token_ce(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """(B, T-1) cross-entropy of each next token: position t predicts ids[:, t+1]."""
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    return -logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
+
+
+def token_kl(clean_logp: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """(B, T) KL(clean || new) of the next-token distributions at every position."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return torch.nn.functional.kl_div(logp, clean_logp, reduction="none", log_target=True).sum(-1)
+
+
+@dataclass
+class Tally:
+    """Per-text sums over the scored tokens (float64), and which latents were ever active."""
+
+    n_texts: int
+    d_in: int
+    d_sae: int
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    x_sum: torch.Tensor = None  # (n_texts, d_in)
+    alive: torch.Tensor = None  # (d_sae,) bool
+
+    def __post_init__(self) -> None:
+        names = ("ce_clean", "ce_sae", "ce_ablated", "ce_tokens", "kl_sae", "kl_ablated", "kl_tokens",
+                 "resid_sq", "sq_norm", "l0", "tokens")
+        self.sums = {k: torch.zeros(self.n_texts, dtype=torch.float64) for k in names}
+        self.x_sum = torch.zeros(self.n_texts, self.d_in, dtype=torch.float64)
+        self.alive = torch.zeros(self.d_sae, dtype=torch.bool)
+
+    def add(self, name: str, texts: torch.Tensor, values: torch.Tensor) -> None:
+        """Add `values` (one per token) into the sums of the `texts` they belong to."""
+        self.sums[name].index_add_(0, texts, values.detach().to(torch.float64))
+
+    def add_reconstruction(self, texts: torch.Tensor, x: torch.Tensor, x_hat: torch.Tensor, f: torch.Tensor) -> None:
+        """Tokens (N, d_in) with their reconstructions and latents (N, d_sae), each of text `texts`."""
+        x64, x_hat64 = x.detach().to(torch.float64), x_hat.detach().to(torch.float64)
+        active = f != 0
+        ones = torch.ones(len(texts), dtype=torch.float64)
+        self.add("resid_sq", texts, (x64 - x_hat64).pow(2).sum(-1))
+        self.add("sq_norm", texts, x64.pow(2).sum(-1))
+        self.add("l0", texts, active.sum(-1).to(torch.float64))
+        self.add("tokens", texts, ones)
+        self.x_sum.index_add_(0, texts, x64)
+        self.alive |= active.any(0)
+
+    def estimates(self, *, seed: int = 0) -> dict[str, Estimate]:
+        """Every score and raw quantity, bootstrapped over texts."""
+        used = self.sums["tokens"] > 0
+        s = {k: v[used] for k, v in self.sums.items()}
+        x_sum = self.x_sum[used]
+        n_tokens = float(s["tokens"].sum())
+        mean_x = x_sum.sum(0) / n_tokens if n_tokens else torch.zeros(self.d_in, dtype=torch.float64)
+        # sum over a text's tokens of ||x - mean||^2, the mean fixed at the full sample's
+        s["total_sq"] = s["sq_norm"] - 2 * (x_sum @ mean_x) + s["tokens"] * mean_x.dot(mean_x)
+
+        def per(name: str, count: str):
+            return lambda m: safe_ratio(m[name], m[count])
+
+        def ce(m, name):
+            return safe_ratio(m[name], m["ce_tokens"])
+
+        def kl(m, name):
+            return safe_ratio(m[name], m["kl_tokens"])
+
+        out = {
+            "ce_loss_score": bootstrap(s, lambda m: safe_ratio(ce(m, "ce_ablated") - ce(m, "ce_sae"), ce(m, "ce_ablated") - ce(m, "ce_clean")), seed=seed),
+            "kl_div_score": bootstrap(s, lambda m: safe_ratio(kl(m, "kl_ablated") - kl(m, "kl_sae"), kl(m, "kl_ablated")), seed=seed),
+            "explained_variance": bootstrap(s, lambda m: 1 - safe_ratio(m["resid_sq"], m["total_sq"]), seed=seed),
+            "l0": bootstrap(s, per("l0", "tokens"), seed=seed),
+            "dead_fraction": fraction_estimate(~self.alive, seed=seed),
+            "ce_loss_without_sae": bootstrap(s, per("ce_clean", "ce_tokens"), seed=seed),
+            "ce_loss_with_sae": bootstrap(s, per("ce_sae", "ce_tokens"), seed=seed),
+            "ce_loss_with_ablation": bootstrap(s, per("ce_ablated", "ce_tokens"), seed=seed),
+            "kl_div_with_sae": bootstrap(s, per("kl_sae", "kl_tokens"), seed=seed),
+            "kl_div_with_ablation": bootstrap(s, per("kl_ablated", "kl_tokens"), seed=seed),
+        }
+        return out
