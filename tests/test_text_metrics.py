@@ -266,6 +266,12 @@ def test_end_to_end_on_tiny_ioi_and_the_score_nodes_keep_their_keys(tmp_path):
     assert good["l0"]["value"] == pytest.approx(32)  # TopK k=32 on every token
     assert good["ce_loss_score"]["ci95"][0] <= good["ce_loss_score"]["value"] <= good["ce_loss_score"]["ci95"][1]
 
+    from runtime.report.html import render
+
+    results["text"]["saes"]["weak"] = {**results["text"]["saes"]["weak"], "scores": None, "reason": "planted reason"}
+    page = render(results)
+    assert "Loss recovered on text" in page and "zoo corpus of tiny-ioi" in page and "planted reason" in page
+
     filed = load_spec(_write(tmp_path, "ce_loss_score", 'corpus "corpus.txt"'))
     run = run_spec(filed, cache_dir=tmp_path / "cache", out_dir=tmp_path / "out2", reporter=Reporter("quiet"))
     corpus = json.loads(run.results["e"].read_text())["text"]["corpus"]

@@ -96,6 +96,7 @@ def build(doc: dict) -> dict:
         "validation_bars": _validation_bars(doc["ground_truth"], scored, colors),
         "control": _control(scored, colors, attributes, baselines, baseline_colors),
         "f1": _f1(scored, baselines),
+        "text": _text(doc.get("text"), colors),
         "swatches": colors | {f"baseline {b}": c for b, c in baseline_colors.items()},
         "describe": svg.describe,
         "brief": svg.brief,
@@ -485,3 +486,21 @@ def _f1(scored: dict, baselines: dict) -> dict | None:
         return None
     plot = svg.heatmap(rows, columns, cells, label="best F1 per attribute value", shade=svg.sequential, column_groups=groups, column_labels=labels, numbers=True, cell_w=40)
     return {"svg": plot, "occluded": occluded, "split": split, "pairs": pairs, "values": len(rows), "threshold": F1_THRESHOLD}
+
+
+TEXT_COLUMNS = (("ce_loss_score", "CE loss score"), ("kl_div_score", "KL div score"), ("explained_variance", "explained var."),
+                ("l0", "L0"), ("dead_fraction", "dead"))
+
+
+def _text(text: dict | None, colors: dict) -> dict | None:
+    """The loss-recovered table (METHOD.md section 8): one row per SAE spliced in over the corpus,
+    SAEs that could not be with their reason."""
+    if text is None:
+        return None
+    entries = text["saes"]
+    example = next((e["scores"] for e in entries.values() if e.get("scores")), None)
+    columns = [Column(k, label, example[k]["direction"], example[k]["description"]) for k, label in TEXT_COLUMNS] if example else []
+    rows = [Row(name, colors.get(name, svg.color(0)), {c.key: e["scores"][c.key] for c in columns}) for name, e in entries.items() if e.get("scores")]
+    return {"corpus": text["corpus"], "columns": columns, "rows": rows, "best": _best_by_column(columns, rows),
+            "at": {name: e["location"] for name, e in entries.items()},
+            "unscored": {name: e.get("reason", "not computed") for name, e in entries.items() if not e.get("scores")}}

@@ -97,25 +97,30 @@ class Tally:
         # sum over a text's tokens of ||x - mean||^2, the mean fixed at the full sample's
         s["total_sq"] = s["sq_norm"] - 2 * (x_sum @ mean_x) + s["tokens"] * mean_x.dot(mean_x)
 
-        def per(name: str, count: str):
-            return lambda m: safe_ratio(m[name], m[count])
+        def boot(names, statistic) -> Estimate:  # only the columns a statistic reads are resampled
+            return bootstrap({k: s[k] for k in names}, statistic, seed=seed)
 
-        def ce(m, name):
-            return safe_ratio(m[name], m["ce_tokens"])
+        def mean(name: str, count: str) -> Estimate:
+            return boot((name, count), lambda m: safe_ratio(m[name], m[count]))
 
-        def kl(m, name):
-            return safe_ratio(m[name], m["kl_tokens"])
+        def ce_score(m):
+            clean, sae, ablated = (m[k] / m["ce_tokens"] for k in ("ce_clean", "ce_sae", "ce_ablated"))
+            return safe_ratio(ablated - sae, ablated - clean)
+
+        def kl_score(m):
+            sae, ablated = m["kl_sae"] / m["kl_tokens"], m["kl_ablated"] / m["kl_tokens"]
+            return safe_ratio(ablated - sae, ablated)
 
         out = {
-            "ce_loss_score": bootstrap(s, lambda m: safe_ratio(ce(m, "ce_ablated") - ce(m, "ce_sae"), ce(m, "ce_ablated") - ce(m, "ce_clean")), seed=seed),
-            "kl_div_score": bootstrap(s, lambda m: safe_ratio(kl(m, "kl_ablated") - kl(m, "kl_sae"), kl(m, "kl_ablated")), seed=seed),
-            "explained_variance": bootstrap(s, lambda m: 1 - safe_ratio(m["resid_sq"], m["total_sq"]), seed=seed),
-            "l0": bootstrap(s, per("l0", "tokens"), seed=seed),
+            "ce_loss_score": boot(("ce_clean", "ce_sae", "ce_ablated", "ce_tokens"), ce_score),
+            "kl_div_score": boot(("kl_sae", "kl_ablated", "kl_tokens"), kl_score),
+            "explained_variance": boot(("resid_sq", "total_sq"), lambda m: 1 - safe_ratio(m["resid_sq"], m["total_sq"])),
+            "l0": mean("l0", "tokens"),
             "dead_fraction": fraction_estimate(~self.alive, seed=seed),
-            "ce_loss_without_sae": bootstrap(s, per("ce_clean", "ce_tokens"), seed=seed),
-            "ce_loss_with_sae": bootstrap(s, per("ce_sae", "ce_tokens"), seed=seed),
-            "ce_loss_with_ablation": bootstrap(s, per("ce_ablated", "ce_tokens"), seed=seed),
-            "kl_div_with_sae": bootstrap(s, per("kl_sae", "kl_tokens"), seed=seed),
-            "kl_div_with_ablation": bootstrap(s, per("kl_ablated", "kl_tokens"), seed=seed),
+            "ce_loss_without_sae": mean("ce_clean", "ce_tokens"),
+            "ce_loss_with_sae": mean("ce_sae", "ce_tokens"),
+            "ce_loss_with_ablation": mean("ce_ablated", "ce_tokens"),
+            "kl_div_with_sae": mean("kl_sae", "kl_tokens"),
+            "kl_div_with_ablation": mean("kl_ablated", "kl_tokens"),
         }
         return out
