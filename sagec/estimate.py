@@ -12,6 +12,7 @@ of magnitude, not a promise. Counting the embedding per token would make Gemma-3
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,9 +34,19 @@ class Cost:
     forwards: int  # prompt-forwards
     backwards: int  # prompt-backwards
     seconds: float | None  # None when the model's size is unknown
+    # Score nodes (and baselines beside them) are resolved after locate (DESIGN.md "The plan"):
+    # "unresolved" while their locate artifact is not cached (the cost is then an upper bound:
+    # the SAE serving every located cross-section), "runs" or "unused" (costs nothing) once it is.
+    after_locate: str | None = None
+    serves: tuple[str, ...] = ()  # the located cross-sections it serves, once resolved
 
     def to_json(self) -> dict:
-        return {"prompts": self.prompts, "forwards": self.forwards, "backwards": self.backwards, "seconds": self.seconds}
+        out = {"prompts": self.prompts, "forwards": self.forwards, "backwards": self.backwards, "seconds": self.seconds}
+        if self.after_locate is not None:
+            out["after_locate"] = self.after_locate
+            if self.after_locate != "unresolved":
+                out["serves"] = list(self.serves)
+        return out
 
 
 def model_size(node: Node) -> tuple[int, int, int] | None:
@@ -65,7 +76,10 @@ def model_size(node: Node) -> tuple[int, int, int] | None:
     return None
 
 
-def estimate(plan: Plan) -> dict[str, Cost]:
+def estimate(plan: Plan, served: Mapping[str, Sequence[str]] | None = None) -> dict[str, Cost]:
+    """`served`: for score nodes whose locate artifact is cached, the located cross-sections each
+    serves (runtime/execute/members.py; empty: it loads nothing and costs nothing)."""
+    served = served or {}
     out: dict[str, Cost] = {}
     for node in plan.nodes:
         if node.kind == "report":
@@ -73,6 +87,10 @@ def estimate(plan: Plan) -> dict[str, Cost]:
             continue
         if node.kind in ("corpus", "text"):
             out[node.id] = _text_cost(node)
+            continue
+        resolved = _resolved(node, served)
+        if resolved == ():
+            out[node.id] = Cost(0, 0, 0, 0.0, "unused", ())
             continue
         task = _task(plan, node)
         n, n_train = task.samples, round(task.samples * task.split.train)
@@ -95,7 +113,8 @@ def estimate(plan: Plan) -> dict[str, Cost]:
             forwards = n_test * (2 + len(task.attributes) * SPARSE_CONTROL_KS)
         size = model_size(node)
         seconds = None if size is None else (forwards + 2 * backwards) * 2 * (TOKENS_GUESS * size[1] + size[2]) / CPU_FLOPS
-        out[node.id] = Cost(n if node.kind != "sample" else n * groups, forwards, backwards, seconds)
+        state = None if resolved is None and not _after_locate(node) else ("unresolved" if resolved is None else "runs")
+        out[node.id] = Cost(n if node.kind != "sample" else n * groups, forwards, backwards, seconds, state, tuple(resolved or ()))
     return out
 
 
@@ -109,6 +128,20 @@ def _text_cost(node: Node) -> Cost:
     size = model_size(node)
     seconds = None if size is None else 3 * 2 * CORPUS_TOKENS * (size[1] + size[2]) / CPU_FLOPS
     return Cost(texts, 3 * texts, 0, seconds)
+def _after_locate(node: Node) -> bool:
+    """A score node, or a baseline beside one: whether it does anything depends on what locate finds."""
+    return node.kind == "score" or (node.kind == "baseline" and node.params.beside is not None)
+
+
+def _resolved(node: Node, served: Mapping[str, Sequence[str]]) -> tuple[str, ...] | None:
+    """The sites a resolved score node (or the score node a baseline sits beside) serves; None
+    while unresolved or for other nodes."""
+    if node.kind == "score":
+        return tuple(served[node.id]) if node.id in served else None
+    if node.kind == "baseline" and node.params.beside is not None:
+        score = node.inputs[-1]
+        return tuple(served[score]) if score in served else None
+    return None
 
 
 def _task(plan: Plan, node: Node):

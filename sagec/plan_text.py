@@ -47,23 +47,39 @@ def render_text(plan: Plan, costs: Mapping[str, Cost], cached: Callable[[str], b
     total_f = total_b = 0
     total_s = 0.0
     known = True
+    pending = 0  # score nodes not resolved yet: their cost is an upper bound
     for i, node in enumerate(plan.nodes, start=1):
         c = costs[node.id]
         hit = cached(node.key)
-        state = "cached" if hit else "to run"
-        work = "" if hit or (c.forwards == 0 and c.backwards == 0) else f", {c.forwards} fwd + {c.backwards} bwd prompt-passes, ~{_seconds(c.seconds)}"
+        state = "cached" if hit else _state(c)
+        work = "" if hit or (c.forwards == 0 and c.backwards == 0) else f", {'at most ' if c.after_locate == 'unresolved' else ''}{c.forwards} fwd + {c.backwards} bwd prompt-passes, ~{_seconds(c.seconds)}"
         lines.append(f"  {i:>2}. {node.id}  [{state}{work}]  key {node.key[:12]}")
         lines.append(f"      {_summary(node)}")
+        if not hit and c.after_locate == "runs" and node.kind == "score":
+            lines.append(f"      serves {', '.join(c.serves)}")
         if node.inputs:
             lines.append(f"      reads {', '.join(node.inputs)}")
         if not hit:
+            pending += node.kind == "score" and c.after_locate == "unresolved"
             total_f, total_b = total_f + c.forwards, total_b + c.backwards
             if c.seconds is None:
                 known = False
             else:
                 total_s += c.seconds
-    lines.append(f"to run: {total_f} forward and {total_b} backward prompt-passes, about {_seconds(total_s) if known else '? (model size unknown)'}")
+    bound = "at most " if pending else ""
+    lines.append(f"to run: {bound}{total_f} forward and {total_b} backward prompt-passes, about {bound}{_seconds(total_s) if known else '? (model size unknown)'}")
+    if pending:
+        lines.append(f"  {pending} score node(s) marked 'after locate': which SAEs serve a located cross-section is known once the "
+                     f"locate artifact is cached; those that serve none are never loaded and cost nothing")
     return "\n".join(lines)
+
+
+def _state(c: Cost) -> str:
+    if c.after_locate == "unresolved":
+        return "to run after locate"
+    if c.after_locate == "unused":
+        return "unused: serves none of the located cross-sections, loads nothing"
+    return "to run"
 
 
 def render_dot(plan: Plan, cached: Callable[[str], bool]) -> str:

@@ -20,6 +20,9 @@ from sagec.diagnostics import SpecError
 from sagec.plan import Node, Plan
 
 Pass = Callable[[Node, dict[str, Artifact], "Context"], Artifact]
+# Node kinds that read which SAEs serve the located cross-sections: they come after every
+# sample, locate, trace and ground_truth node in a plan's order (sagec/lower.py sorts by depth).
+AFTER_LOCATE = ("score", "suite", "baseline", "report")
 
 
 class NodeFailed(Exception):
@@ -67,14 +70,22 @@ def execute(
     force: Iterable[str] = (),
     only: str | None = None,
     context: Context | None = None,
+    after_locate: Callable[[dict[str, Artifact]], None] | None = None,
 ) -> tuple[dict[str, Artifact], list[NodeOutcome]]:
-    """`force`: node ids to recompute even when cached. `only`: run that node and what it needs."""
+    """`force`: node ids to recompute even when cached. `only`: run that node and what it needs.
+    `after_locate(artifacts)`: called once, before the first node that scores or reports (when
+    everything that locates, traces and fits the ground truth is done), with the artifacts so
+    far: where the run decides which SAEs it needs (runtime/execute/members.py)."""
     nodes = plan.upstream(only) if only is not None else plan.nodes
     forced = set(force)
     ctx = context or Context(cache, reporter)
     artifacts: dict[str, Artifact] = {}
     outcomes: list[NodeOutcome] = []
+    pending = after_locate
     for index, node in enumerate(nodes, start=1):
+        if pending is not None and node.kind in AFTER_LOCATE:
+            pending(artifacts)
+            pending = None
         started = time.perf_counter()
         artifact = None if node.id in forced else _load(cache, node, reporter)
         cached = artifact is not None

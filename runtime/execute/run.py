@@ -30,6 +30,8 @@ class RunSummary:
     results: dict[str, Path]  # eval name -> results.json written
     counters: dict[str, int]  # model passes, by kind
     reports: dict[str, Path] = field(default_factory=dict)  # eval name -> report.html written
+    unused: dict[str, str] = field(default_factory=dict)  # score node id -> why it loaded nothing
+    saes_loaded: tuple[str, ...] = ()  # spec names of the SAEs this run loaded (weights read)
 
 
 def preflight(spec: Spec, reporter: Reporter) -> None:
@@ -71,14 +73,17 @@ def run_spec(
     cache = ArtifactCache(cache_dir or default_cache_dir())
     ctx = Context(cache, reporter)
     nodes = plan.upstream(only) if only else plan.nodes
-    scores = [n for n in nodes if n.kind == "score" and not cache.has(n.key)]
-    _build_zoo_saes_together(scores)
+    scores = [n for n in nodes if n.kind == "score" and (force or not cache.has(n.key))]
     # Before the first model pass: an SAE that cannot run on its model is refused now, from its
-    # configs, instead of in its score node after minutes of locating and tracing.
-    for warning in check_saes(spec, [(sae, n.params.model) for n in scores for sae in (n.params.sae, *n.params.partners)], require=True):
+    # configs, instead of in its score node after minutes of locating and tracing. A zoo SAE not
+    # built yet has no config: it is checked once built, if the located cross-sections need it.
+    pairs = [(sae, n.params.model) for n in scores for sae in (n.params.sae, *n.params.partners)]
+    for warning in check_saes(spec, [(s, m) for s, m in pairs if not _lazy(s)], require=True):
         reporter.warn(warning)
+    members = _Members(spec, plan, scores, reporter)
     try:
-        artifacts, outcomes = execute(plan, cache, PASSES, reporter=reporter, force=[n.id for n in nodes] if force else (), only=only, context=ctx)
+        artifacts, outcomes = execute(plan, cache, PASSES, reporter=reporter, force=[n.id for n in nodes] if force else (), only=only,
+                                      context=ctx, after_locate=members)
     finally:
         gc.unfreeze()  # the sample pass froze its prompts for the run (runtime/passes/sample.py)
     written: dict[str, Path] = {}
@@ -101,7 +106,8 @@ def run_spec(
             from runtime.report.html import write_report
 
             pages[ev.name] = write_report(written[ev.name].parent)
-    return RunSummary(plan, tuple(outcomes), written, dict(ctx.counters), pages)
+    loaded = tuple(name for kind, name in ctx.resources if kind == "sae")
+    return RunSummary(plan, tuple(outcomes), written, dict(ctx.counters), pages, dict(members.unused), loaded)
 
 
 def _resolved(plan: Plan, upstream: set[str]) -> dict:
@@ -112,24 +118,48 @@ def _resolved(plan: Plan, upstream: set[str]) -> dict:
     return {"model": serial.to_data(sample.model), "task": serial.to_data(sample.task), "saes": list(saes.values())}
 
 
-def _build_zoo_saes_together(scores) -> None:
-    """Lazily built zoo SAEs (SmolLM2's) train from activations of a shared corpus: building all
-    that this run needs at once takes one pass of the model over the corpus instead of one per
-    layer. Unknown names are left to the score pass, which reports them against the spec."""
-    refs = [n.params.sae.ref for n in scores if n.params.sae.source == "zoo"]
-    if not refs:
-        return
+def _lazy(sae) -> bool:
+    """A zoo SAE built on first use and not built yet (its config does not exist)."""
+    if sae.source != "zoo":
+        return False
     from runtime.zoo import saes as zoo_saes
 
-    known = []
-    for ref in refs:
-        try:
-            zoo_saes.entry(ref)
-            known.append(ref)
-        except KeyError:
-            continue
-    if known:
-        zoo_saes.prepare(known)
+    try:
+        return not zoo_saes.entry(sae.ref).built
+    except KeyError:
+        return False  # an unknown name: the fit check reports it against the spec
+
+
+class _Members:
+    """Called by the executor once everything is located: resolves which score nodes serve a
+    located cross-section (runtime/execute/members.py), builds the zoo SAEs those need together
+    (one pass over the corpus instead of one per layer), and checks them against their model
+    before any is scored. Members that serve nothing are named, never loaded or built."""
+
+    def __init__(self, spec: Spec, plan: Plan, scores, reporter: Reporter):
+        self.spec, self.plan, self.scores, self.reporter = spec, plan, list(scores), reporter
+        self.unused: dict[str, str] = {}
+
+    def __call__(self, artifacts) -> None:
+        from runtime.execute.members import architectures, resolve_all
+
+        def meta(node_id: str):
+            return artifacts[node_id].meta if node_id in artifacts else None
+
+        resolved = resolve_all(self.plan, self.scores, meta, architectures())
+        self.unused = {i: r.reason for i, r in resolved.items() if not r.runs and r.reason}
+        models = {n.id: n.params.model for n in self.scores}
+        needed = list(dict.fromkeys((sae, models[i]) for i, r in resolved.items() for sae in r.needs))
+        if self.unused:
+            self.reporter.info(f"{len(resolved) - len(self.unused)} of {len(resolved)} score nodes serve a located cross-section; "
+                               f"unused (never loaded): {', '.join(self.plan.node(i).params.label for i in self.unused)}")
+        lazy = [sae for sae, _ in needed if _lazy(sae)]
+        if lazy:
+            from runtime.zoo import saes as zoo_saes
+
+            zoo_saes.prepare([sae.ref for sae in lazy])
+            for warning in check_saes(self.spec, [(s, m) for s, m in needed if s in lazy], require=True):
+                self.reporter.warn(warning)
 
 
 def _out_dir(ev, override: str | os.PathLike[str] | None, n_evals: int) -> Path:

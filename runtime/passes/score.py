@@ -16,13 +16,12 @@ Which located cross-sections an SAE serves depends on its reconstruction variant
   lies between the two points is handled.
 Cross-sections it does not serve are left untouched, and the supervised dictionaries are
 validated again on exactly the served ones, so the SAE's numbers sit beside a like-for-like
-supervised reference. An SAE that serves none is reported with every metric null and the reason.
+supervised reference. Which it serves is settled from configs before any weights are read
+(runtime/saes/serving.py): an SAE that serves none is never loaded (nor built, for the zoo) and is
+reported with every metric null and the reason, naming its layer and the located cross-sections.
 """
 
 from __future__ import annotations
-
-from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -32,72 +31,41 @@ from runtime.passes.sample import prompt_set
 from runtime.passes.trace import key
 from runtime.sage import reconstruct
 from runtime.saes import preprocessing
+from runtime.saes.serving import SUBLAYERS_AT, before_points, pair_before, partner_points, residual_point, served, serves_none, service, where  # noqa: F401  - re-exported
 from runtime.sage.evaluate import SaeSite, score_sae
 from runtime.store.cache import Artifact
 from sagec.locations import CrossSection, Location
 from sagec.plan import Node, ScoreParams
 
-if TYPE_CHECKING:
-    from runtime.saes.loading import LoadedSae
-
-SUBLAYERS_AT = {"resid_post": ("attn_out", "head", "mlp_out"), "resid_mid": ("attn_out", "head")}
-
-
-def residual_point(location: Location) -> Location:
-    """The canonical name of a residual-stream tensor: resid_pre L+1 is resid_post L."""
-    if location.component == "resid_pre" and location.layer > 0:
-        return Location("resid_post", location.layer - 1)
-    return location
-
-
-def before_points(site: Location, after: Location) -> tuple[Location, ...]:
-    """Where residual_pair's second SAE may read for `site`'s sublayer, whose output reaches the
-    stream at `after`: the streams of `site`'s layer before it, nearest first."""
-    if site.component == "mlp_out" and after.component == "resid_post":
-        return (Location("resid_mid", site.layer), Location("resid_pre", site.layer))
-    return (Location("resid_pre", site.layer),)
-
-
-def served(sae_location: Location, variant: str, site: CrossSection, partners: Collection[Location] = ()) -> str | None:
-    """How an SAE at `sae_location` reconstructs `site`: "direct", "residual", "residual_pair", or
-    None. `partners`: the residual points where residual_pair's other SAEs read."""
-    point = residual_point(sae_location)
-    if residual_point(site.location) == point:
-        return "direct"
-    writes_here = point.component in SUBLAYERS_AT and site.location.layer == point.layer and site.location.component in SUBLAYERS_AT[point.component]
-    if variant == "direct" or not writes_here:
-        return None
-    if variant == "residual":
-        return "residual"
-    return "residual_pair" if pair_before(site.location, point, {residual_point(p) for p in partners}) else None
-
-
-def pair_before(site: Location, after: Location, partners: Collection[Location]) -> Location | None:
-    """The nearest stream before `site`'s sublayer (as the trace names it) where a partner reads,
-    or None; `partners` are residual points."""
-    return next((b for b in before_points(site, after) if residual_point(b) in partners), None)
-
-
-def _partners(params: ScoreParams, load) -> dict[Location, LoadedSae]:
-    """The loaded partner SAEs by the residual point they read: the SAE's own family first,
-    then the others in the order the eval lists them."""
-    family = params.sae.name.split("[")[0]
-    ordered = sorted(params.partners, key=lambda p: p.name.split("[")[0] != family)
-    out: dict[Location, LoadedSae] = {}
-    for p in ordered:
-        other = load(p)
-        if other.location is not None and other.location.component in ("resid_pre", "resid_mid", "resid_post"):
-            out.setdefault(residual_point(other.location), other)
-    return out
-
 
 def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     params: ScoreParams = node.params
     sample_id, locate_id, trace_id, gt_id = node.inputs
-    ps = prompt_set(ctx, inputs, sample_id)
-    trace, gt = inputs[trace_id], inputs[gt_id]
+    gt = inputs[gt_id]
     loaded = common.loaded_model(ctx, params.model)
     from runtime.saes.loading import check_fits, load_sae
+
+    # Which located cross-sections the SAE serves is settled from its configs (and its partners')
+    # before any weights are read: one that serves none is never loaded, nor built for the zoo.
+    located = list(gt.meta["sites"])
+    reads = {}
+
+    def locate(spec_sae):
+        if spec_sae.name not in reads:
+            reads[spec_sae.name] = ctx.resource("sae where", spec_sae.name, lambda: where(spec_sae, loaded.arch))
+        return reads[spec_sae.name].location
+
+    location = locate(params.sae)
+    partner_at = partner_points(params.sae, params.partners, locate) if params.reconstruct == "residual_pair" else {}
+    plan = service(location, params.reconstruct, located, partner_at, common.parse_site) if location is not None else None
+    if plan is None or not plan.sites:
+        identity = _described_identity(params, reads[params.sae.name])
+        if location is None:
+            return _nothing(identity, f"SAE {params.sae.name} reads every head's z of a layer at once; scoring such SAEs is not supported yet")
+        return _nothing(identity, serves_none(params.sae.name, params.reconstruct, location, located, partner_at), used=False)
+
+    ps = prompt_set(ctx, inputs, sample_id)
+    trace = inputs[trace_id]
 
     def load(spec_sae):
         loaded_sae = ctx.resource("sae", spec_sae.name, lambda: load_sae(spec_sae, loaded.arch))
@@ -109,20 +77,12 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     source = {("zoo_name" if k == "name" else k): v for k, v in sae.identity.items()}
     identity = {**source, "name": params.label, "architecture": sae.architecture, "d_in": sae.d_in, "d_sae": sae.d_sae,
                 "location": str(sae.location) if sae.location else None, "reconstruct": params.reconstruct}
-    if sae.location is None:
-        return _nothing(identity, f"SAE {params.sae.name} reads every head's z of a layer at once; scoring such SAEs is not supported yet")
-    partners = _partners(params, load) if params.reconstruct == "residual_pair" else {}
-    how = {s: served(sae.location, params.reconstruct, common.parse_site(s), tuple(partners)) for s in gt.meta["sites"]}
-    sites = [s for s, h in how.items() if h is not None]
-    if not sites:
-        return _nothing(identity, _serves_none(params, sae.location, gt.meta["sites"], partners))
-
+    how, sites = dict(plan.how), plan.sites
+    pairs = {s: (b, load(partner)) for s, (b, partner) in plan.pairs.items()}
     dictionaries = {s: d for s, d in dictionaries_from(gt).items() if s in sites}
     data = test_data(ps, trace, sites, params.attributes)
     sae_point = residual_point(sae.location)
     rows = torch.tensor(ps.indices("test"), dtype=torch.long)
-    before = {s: pair_before(common.parse_site(s).location, sae_point, partners) for s in sites if how[s] == "residual_pair"}
-    pairs = {s: (b, partners[residual_point(b)]) for s, b in before.items()}
 
     def stream(group: str, location: Location, position: str) -> torch.Tensor:
         return trace.tensors[key(group, CrossSection(location, position))][rows]
@@ -165,15 +125,26 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     return Artifact(meta, {})
 
 
-def _serves_none(params: ScoreParams, location: Location, sites: Sequence[str], partners: Mapping[Location, LoadedSae]) -> str:
-    why = f"it serves none of the located cross-sections ({', '.join(sites)}) with {params.reconstruct} reconstruction from {location}"
-    if params.reconstruct != "residual_pair":
-        return why
-    have = ", ".join(str(p) for p in partners) or "none"
-    return (f"{why}: residual_pair needs a second SAE on the stream before each sublayer, among the eval's other "
-            f"residual_pair SAEs (they read at {have})")
+def _described_identity(params: ScoreParams, reads) -> dict:
+    """An SAE's identity from its configs alone, for one that is not loaded: its weights (and,
+    for a zoo SAE not built yet, its config) were never read."""
+    sae = params.sae
+    out: dict = {"name": params.label, "source": sae.source, "location": str(reads.location) if reads.location else None,
+                 "reconstruct": params.reconstruct, "loaded": False}
+    if sae.source == "sae_lens":
+        out |= {"release": sae.release or "", "id": sae.sae_id or ""}
+    elif sae.source == "zoo":
+        out["zoo_name"] = sae.ref or ""
+    else:
+        out["folder"] = str(sae.ref)
+    d = reads.description
+    if d is not None:
+        out |= {"architecture": d.architecture, "d_in": d.d_in, "d_sae": d.d_sae}
+    return out
 
 
-def _nothing(identity: dict, reason: str) -> Artifact:
-    return Artifact({"sae": identity, "sites": [], "scores": None, "reason": reason}, {})
-
+def _nothing(identity: dict, reason: str, used: bool | None = None) -> Artifact:
+    meta = {"sae": identity, "sites": [], "scores": None, "reason": reason}
+    if used is not None:
+        meta["used"] = used
+    return Artifact(meta, {})

@@ -77,6 +77,19 @@ class ArtifactCache:
             raise CorruptArtifact(f"{folder}: unreadable ({e})") from None
         return Artifact(meta, tensors)
 
+    def load_meta(self, key: str) -> dict[str, Any] | None:
+        """An artifact's metadata alone, checked against its manifest, without reading its
+        tensors (nor importing torch): what `sagec plan` reads of a cached locate artifact. None
+        when absent or corrupt (the run will recompute it)."""
+        folder = self.path(key)
+        try:
+            manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+            if sha256_file(folder / META) != manifest["files"][META]:
+                return None
+            return json.loads((folder / META).read_text(encoding="utf-8"))
+        except (OSError, ValueError, KeyError):
+            return None
+
     def save(self, key: str, artifact: Artifact) -> Path:
         final = self.path(key)
         final.parent.mkdir(parents=True, exist_ok=True)

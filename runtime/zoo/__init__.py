@@ -28,6 +28,7 @@ from pathlib import Path
 
 from runtime.model.registry import register_zoo_model
 from runtime.saes.loading import register_zoo_saes
+from runtime.saes.serving import register_zoo_locations
 from runtime.zoo import saes as _saes
 from runtime.zoo.models import PACKAGED, TINY, ZooModel, build_model, model_names, resolve_model, zoo_models
 from runtime.zoo.names import unknown
@@ -51,3 +52,6 @@ for _name in TINY:
 for _packaged in PACKAGED.values():
     register_zoo_model(_packaged.name, _packaged.ensure, tokenizer=_packaged.tokenizer, config=_packaged.config)
 register_zoo_saes(_saes.names, _saes.resolve_sae, lambda name: _saes.entry(name).folder if _saes.entry(name).built else None)
+# Where a lazy zoo SAE reads is in its catalogue entry, so a run can tell whether it serves a
+# located cross-section before building it (runtime/saes/serving.py).
+register_zoo_locations(lambda name: _saes.entry(name).location if name in _saes.names() else None)

@@ -39,7 +39,7 @@ def _plan(spec_file: str, as_json: bool, as_dot: bool, cache_dir: str | None) ->
     plan = lower(spec)
     _check_saes(spec)
     cache = ArtifactCache(cache_dir or default_cache_dir())
-    costs = estimate(plan)
+    costs = estimate(plan, _served(plan, cache))
     if as_json:
         data = json.loads(to_json(plan))
         data["estimate"] = {node_id: c.to_json() for node_id, c in costs.items()}
@@ -49,6 +49,22 @@ def _plan(spec_file: str, as_json: bool, as_dot: bool, cache_dir: str | None) ->
         click.echo(render_dot(plan, cache.has))
     else:
         click.echo(render_text(plan, costs, cache.has))
+
+
+def _served(plan, cache) -> dict[str, list[str]]:
+    """For score nodes whose locate artifact is cached, the located cross-sections each serves,
+    from SAE configs alone (runtime/execute/members.py). Empty while nothing is located: the
+    plan then marks score nodes "after locate" with an upper bound on their cost."""
+    located = {n.id: cache.load_meta(n.key) for n in plan.by_kind("locate") if cache.has(n.key)}
+    scores = [n for n in plan.by_kind("score") if n.inputs[1] in located and not cache.has(n.key)]
+    if not scores:
+        return {}
+    if any(n.params.sae.source == "zoo" or n.params.model.source == "zoo" for n in scores):
+        import runtime.zoo  # noqa: F401  - the zoo's catalogue says where its SAEs read, built or not
+    from runtime.execute.members import architectures, resolve_all
+
+    resolved = resolve_all(plan, scores, lambda node_id: located.get(node_id), architectures())
+    return {node_id: list(r.sites) for node_id, r in resolved.items()}
 
 
 def _check_saes(spec) -> None:
