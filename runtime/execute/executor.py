@@ -20,9 +20,9 @@ from sagec.diagnostics import SpecError
 from sagec.plan import Node, Plan
 
 Pass = Callable[[Node, dict[str, Artifact], "Context"], Artifact]
-# Node kinds that read which SAEs serve the located cross-sections: they come after every
-# sample, locate, trace and ground_truth node in a plan's order (sagec/lower.py sorts by depth).
-AFTER_LOCATE = ("score", "suite", "baseline", "report")
+# Node kinds that load SAEs or read which serve the located cross-sections: every locate node
+# comes before them in a plan's order (sagec/lower.py sorts by depth, then by PASS_ORDER).
+AFTER_LOCATE = ("score", "suite", "baseline", "text", "report")
 
 
 class NodeFailed(Exception):
@@ -73,9 +73,9 @@ def execute(
     after_locate: Callable[[dict[str, Artifact]], None] | None = None,
 ) -> tuple[dict[str, Artifact], list[NodeOutcome]]:
     """`force`: node ids to recompute even when cached. `only`: run that node and what it needs.
-    `after_locate(artifacts)`: called once, before the first node that scores or reports (when
-    everything that locates, traces and fits the ground truth is done), with the artifacts so
-    far: where the run decides which SAEs it needs (runtime/execute/members.py)."""
+    `after_locate(artifacts)`: called once, before the first node that loads an SAE, scores or
+    reports (when every locate node is done), with the artifacts so far: where the run decides
+    which SAEs it needs (runtime/execute/members.py)."""
     nodes = plan.upstream(only) if only is not None else plan.nodes
     forced = set(force)
     ctx = context or Context(cache, reporter)

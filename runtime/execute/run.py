@@ -80,7 +80,8 @@ def run_spec(
     pairs = [(sae, n.params.model) for n in scores for sae in (n.params.sae, *n.params.partners)]
     for warning in check_saes(spec, [(s, m) for s, m in pairs if not _lazy(s)], require=True):
         reporter.warn(warning)
-    members = _Members(spec, plan, scores, reporter)
+    texts = [n for n in nodes if n.kind == "text" and (force or not cache.has(n.key))]
+    members = _Members(spec, plan, scores, texts, reporter)
     try:
         artifacts, outcomes = execute(plan, cache, PASSES, reporter=reporter, force=[n.id for n in nodes] if force else (), only=only,
                                       context=ctx, after_locate=members)
@@ -131,13 +132,13 @@ def _lazy(sae) -> bool:
 
 
 class _Members:
-    """Called by the executor once everything is located: resolves which score nodes serve a
+    """Called by the executor once every locate node is done: resolves which score nodes serve a
     located cross-section (runtime/execute/members.py), builds the zoo SAEs those need together
     (one pass over the corpus instead of one per layer), and checks them against their model
     before any is scored. Members that serve nothing are named, never loaded or built."""
 
-    def __init__(self, spec: Spec, plan: Plan, scores, reporter: Reporter):
-        self.spec, self.plan, self.scores, self.reporter = spec, plan, list(scores), reporter
+    def __init__(self, spec: Spec, plan: Plan, scores, texts, reporter: Reporter):
+        self.spec, self.plan, self.scores, self.texts, self.reporter = spec, plan, list(scores), list(texts), reporter
         self.unused: dict[str, str] = {}
 
     def __call__(self, artifacts) -> None:
@@ -150,6 +151,8 @@ class _Members:
         self.unused = {i: r.reason for i, r in resolved.items() if not r.runs and r.reason}
         models = {n.id: n.params.model for n in self.scores}
         needed = list(dict.fromkeys((sae, models[i]) for i, r in resolved.items() for sae in r.needs))
+        # Text metrics splice every SAE in at its own hook whatever was located: built in the same pass.
+        needed += [(n.params.sae, n.params.model) for n in self.texts if (n.params.sae, n.params.model) not in needed]
         if self.unused:
             self.reporter.info(f"{len(resolved) - len(self.unused)} of {len(resolved)} score nodes serve a located cross-section; "
                                f"unused (never loaded): {', '.join(self.plan.node(i).params.label for i in self.unused)}")
