@@ -13,8 +13,8 @@ ce_loss_score / kl_div_score in `score` recomputes no other number; it is one no
 per reconstruction variant, since the SAE is spliced in where it reads whatever the eval's
 variant; and its cost (the corpus's forwards) is paid only when the metrics are asked for.
 
-An SAE this cannot splice in (a head's output or z, every head's z at once) gets every text
-metric null, with the reason.
+An SAE this cannot splice in (a head's output or z, every head's z at once, a transcoder) gets
+every text metric null, with the reason.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     check_fits(sae, loaded.arch, params.model.name)
     head = {"name": params.label, "location": str(sae.location) if sae.location else None, "hook": sae.hook,
             "corpus": corpus.meta["corpus"]["name"]}
-    reason = unscorable(params.sae.name, sae.location, sae.hook)
+    reason = unscorable(params.sae.name, sae.location, sae.hook, getattr(sae, "input_location", None))
     if reason is not None:
         return Artifact({"text": {**head, "scores": None, "reason": reason}})
     windows = windows_of(corpus)
@@ -64,8 +64,11 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
                               "tokens": {"ce": int(tally.sums["ce_tokens"].sum()), "kl": int(tally.sums["kl_tokens"].sum())}}})
 
 
-def unscorable(name: str, location, hook: str) -> str | None:
+def unscorable(name: str, location, hook: str, input_location=None) -> str | None:
     """Why the SAE `name` cannot be spliced in at every token (None when it can)."""
+    if input_location is not None:  # a transcoder (METHOD.md section 10): reads one tensor, writes another
+        return (f"SAE {name} is a transcoder (it reads {input_location} and reconstructs {location}); the text metrics "
+                f"splice in SAEs that reconstruct what they read, and transcoders are not spliced in yet")
     if location is not None and location.component in SPLICEABLE:
         return None
     where = f"at {location}" if location is not None else "over every head's z of a layer"
