@@ -567,7 +567,7 @@ class _Checker:
                 hook = str(Location.parse(text))
             except ValueError as e:
                 if first:
-                    hint = suggest(text.split()[0], N.COMPONENTS) if text.split() else None
+                    hint = suggest(text.split()[0], N.LOCATION_COMPONENTS) if text.split() else None
                     self.error(st["hook"].location.span, f"sae '{name}': bad hook: {e}", hint)
         accept: tuple[str, ...] = ()
         if "accept" in st:  # the same for every member: reported once

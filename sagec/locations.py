@@ -1,7 +1,8 @@
 """The location vocabulary: where an activation lives, independent of any architecture.
 
 `resid_pre 3`, `resid_mid 3`, `resid_post 3`, `attn_out 3`, `mlp_out 3`, `head 3.1` and
-`head_z 3.1`. The runtime maps each to module paths per architecture family (runtime/model/locations.py);
+`head_z 3.1`, and `mlp_in 3`, the MLP's input, which SAEs (transcoders) read but `locate`
+does not rank. The runtime maps each to module paths per architecture family (runtime/model/locations.py);
 the compiler only needs to name, parse and print them.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sagec.names import COMPONENTS
+from sagec.names import LOCATION_COMPONENTS
 
 _HEADED = ("head", "head_z")
 _PATTERN = re.compile(r"^\s*([a-z_]+)\s+(\d+)(?:\.(\d+))?\s*$")
@@ -23,8 +24,8 @@ class Location:
     head: int | None = None
 
     def __post_init__(self) -> None:
-        if self.component not in COMPONENTS:
-            raise ValueError(f"unknown component {self.component!r}; expected one of {', '.join(COMPONENTS)}")
+        if self.component not in LOCATION_COMPONENTS:
+            raise ValueError(f"unknown component {self.component!r}; expected one of {', '.join(LOCATION_COMPONENTS)}")
         if (self.head is not None) != (self.component in _HEADED):
             need = "needs a head index, as in 'head 3.1'" if self.component in _HEADED else "takes no head index"
             raise ValueError(f"{self.component!r} {need}")

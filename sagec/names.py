@@ -13,6 +13,10 @@ REMOTES = ("ndif", "simulate")
 # Where activations live (METHOD.md notation). `head` is one head's contribution to the residual
 # stream (d_model wide); `head_z` its attention-weighted values before the output projection.
 COMPONENTS = ("resid_pre", "resid_mid", "resid_post", "attn_out", "head", "head_z", "mlp_out")
+# Locations an SAE may read that `locate` does not rank: `mlp_in` is the MLP's input (the
+# normalised stream its first projection reads), where a transcoder reads (METHOD.md section 10).
+READ_ONLY_COMPONENTS = ("mlp_in",)
+LOCATION_COMPONENTS = COMPONENTS + READ_ONLY_COMPONENTS
 # Plural and short forms a spec may use in `locate { components ... }`.
 COMPONENT_ALIASES = {"heads": "head", "attn": "attn_out", "mlp": "mlp_out", "resid": "resid_post"}
 

@@ -96,6 +96,39 @@ def test_resid_mid_is_what_the_mlp_reads(loaded):
     torch.testing.assert_close(mlp_in, expected)
 
 
+def test_mlp_in_is_what_the_mlp_reads_and_the_mlp_makes_mlp_out_from_it(loaded):
+    """mlp_in (a transcoder's input) is the MLP module's input: its norm applied to the stream
+    the MLP reads; the MLP (and, in Gemma, the post-MLP norm) turns exactly it into mlp_out."""
+    arch = loaded.arch
+    family, model = arch.family, loaded.model
+    x = ids()
+    with torch.no_grad(), model.trace(x):
+        cap = access(model, arch, [Location("resid_pre", 1), Location("resid_mid", 1), Location("mlp_in", 1), Location("mlp_out", 1)])
+    block = model._module.get_submodule(f"{family.layers}.1")
+    mlp_in = cap.values[Location("mlp_in", 1)]
+    stream = cap.values[Location("resid_pre", 1)] if arch.parallel_residual else cap.values[Location("resid_mid", 1)]
+    with torch.no_grad():
+        torch.testing.assert_close(mlp_in, block.get_submodule(family.mlp_norm)(stream))
+        out = block.get_submodule(family.mlp)(mlp_in)
+        if family.mlp_site != family.mlp:  # Gemma's post-MLP norm; GPT-NeoX's dropout (an identity)
+            out = block.get_submodule(family.mlp_site)(out)
+    torch.testing.assert_close(out, cap.values[Location("mlp_out", 1)], atol=1e-5, rtol=1e-5)
+    assert arch.width(Location("mlp_in", 1)) == arch.d_model
+
+
+def test_mlp_in_write_changes_the_mlp_output_and_not_the_stream(loaded):
+    arch = loaded.arch
+    x = ids()
+    reads = [Location("resid_mid", 1), Location("mlp_in", 1), Location("mlp_out", 1)]
+    clean, _ = run(loaded, x, reads)
+    value = torch.randn(x.shape[0], arch.d_model, generator=torch.Generator().manual_seed(4))
+    got, _ = run(loaded, x, reads, [Write(Location("mlp_in", 1), torch.full((x.shape[0],), 5), value)])
+    torch.testing.assert_close(got[Location("resid_mid", 1)], clean[Location("resid_mid", 1)])
+    torch.testing.assert_close(got[Location("mlp_in", 1)], clean[Location("mlp_in", 1)])  # read before its own write
+    assert not torch.allclose(got[Location("mlp_out", 1)][:, 5], clean[Location("mlp_out", 1)][:, 5])
+    torch.testing.assert_close(got[Location("mlp_out", 1)][:, :5], clean[Location("mlp_out", 1)][:, :5])
+
+
 def test_heads_sum_to_attention_output(loaded):
     arch = loaded.arch
     model = loaded.model

@@ -55,11 +55,13 @@ class Family:
     attn_site: str  # module whose output is added to the residual stream as attn_out
     attn_site_tuple: bool  # that output is a tuple (value, attention weights)
     mlp_site: str  # module whose output is added to the residual stream as mlp_out
+    mlp_norm: str  # the norm whose output the MLP reads, mlp_in (for HF module names)
     final_norm: str
     lm_head: str
     # attn_site is Gemma's RMSNorm of the o_proj output: head shares are taken at its input and
     # pushed through it with its scale frozen (see the module docstring)
     attn_site_is_norm: bool = False
+    mlp: str = "mlp"  # the MLP module; its first positional input is mlp_in
 
 
 GPT2 = Family(
@@ -72,6 +74,7 @@ GPT2 = Family(
     attn_site="attn",
     attn_site_tuple=True,
     mlp_site="mlp",
+    mlp_norm="ln_2",
     final_norm="transformer.ln_f",
     lm_head="lm_head",
 )
@@ -86,6 +89,7 @@ GPT_NEOX = Family(
     attn_site="post_attention_dropout",
     attn_site_tuple=False,
     mlp_site="post_mlp_dropout",
+    mlp_norm="post_attention_layernorm",
     final_norm="gpt_neox.final_layer_norm",
     lm_head="embed_out",
 )
@@ -100,6 +104,7 @@ LLAMA = Family(
     attn_site="self_attn",
     attn_site_tuple=True,
     mlp_site="mlp",
+    mlp_norm="post_attention_layernorm",
     final_norm="model.norm",
     lm_head="lm_head",
 )
@@ -114,6 +119,7 @@ GEMMA2 = Family(
     attn_site="post_attention_layernorm",
     attn_site_tuple=False,
     mlp_site="post_feedforward_layernorm",
+    mlp_norm="pre_feedforward_layernorm",
     final_norm="model.norm",
     lm_head="lm_head",
     attn_site_is_norm=True,
@@ -151,7 +157,7 @@ class Architecture:
 
     def width(self, location: Location) -> int:
         """The last dimension of the location's activation."""
-        return self.d_head if location.component == "head_z" else self.d_model
+        return self.d_head if location.component == "head_z" else self.d_model  # mlp_in too is d_model wide
 
     def check(self, location: Location) -> None:
         """Raise ValueError naming the location when it does not exist in this model."""

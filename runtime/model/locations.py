@@ -6,7 +6,8 @@ lets a trace request modules in the order the model runs them. So every read and
 forward must be handed to `access` at once.
 
 Writes replace a location's value at one token position per batch row. Every write is exact:
-- resid_pre, attn_out, mlp_out, resid_post replace the site's tensor at those positions;
+- resid_pre, attn_out, mlp_in, mlp_out, resid_post replace the site's tensor at those positions
+  (an mlp_in write changes what the MLP reads, not the stream);
 - resid_mid adds (value - resid_mid) to attn_out, the only thing between resid_pre and it;
 - head and head_z add the change of the head's contribution to the o_proj output, which is
   linear in the head's slice, so nothing else in the layer moves. Where the attention output is
@@ -212,7 +213,16 @@ def _layer(model, arch, block, layer, reads, writes, at, grads, capture) -> None
         if comps_write & {"attn_out", "resid_mid"} or shares_post is not None:
             site.output = (attn, *raw[1:]) if family.attn_site_tuple else attn
 
-    # 5. MLP site
+    # 5. MLP input: mlp_in, the normalised stream the MLP reads (a transcoder's input); a write
+    # replaces what the MLP reads and nothing else (the stream itself is untouched)
+    if "mlp_in" in comps:
+        mlp_module = envoy_at(block, family.mlp)
+        args, kwargs = mlp_module.inputs
+        take.read(Location("mlp_in", layer), args[0], reads, lambda g: g)
+        if "mlp_in" in comps_write:
+            mlp_module.inputs = ((_replace(args[0], writes_of("mlp_in")), *args[1:]), kwargs)
+
+    # 6. MLP site
     if "mlp_out" in comps:
         site = envoy_at(block, family.mlp_site)
         mlp = site.output
@@ -220,7 +230,7 @@ def _layer(model, arch, block, layer, reads, writes, at, grads, capture) -> None
         if "mlp_out" in comps_write:
             site.output = _replace(mlp, writes_of("mlp_out"))
 
-    # 6. layer output
+    # 7. layer output
     if "resid_post" in comps:
         post = block.output
         take.read(Location("resid_post", layer), post, reads, lambda g: g)

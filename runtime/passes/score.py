@@ -93,6 +93,8 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
         # Each SAE reads its input as it was trained to (TransformerLens preprocessing,
         # runtime/saes/preprocessing.py): thin wrappers around the reconstruct.* calls.
         with torch.no_grad():
+            if how[site] == "direct" and sae.input_location is not None:  # a transcoder reads the MLP's input (METHOD.md 10)
+                return preprocessing.transcode(sae.sae, sae.preprocessing, stream(group, sae.input_location, where.position), c)
             if how[site] == "direct":
                 return preprocessing.direct(sae.sae, sae.preprocessing, c)
             r_after = stream(group, sae_point, where.position)

@@ -4,7 +4,7 @@ attribute's twin) collecting every activation the later passes read, and the tas
 At each located cross-section (a location at a named position) it keeps the location itself and,
 at the same layer and position, the residual stream before, between and after the sublayers:
 exactly what supervised dictionaries and every reconstruction variant of METHOD.md section 4
-read. That set depends on the located cross-sections, never on the SAEs, so adding an SAE to a
+read, and at an MLP output the MLP's input (mlp_in), which a transcoder reads. That set depends on the located cross-sections, never on the SAEs, so adding an SAE to a
 spec adds no model pass for activations.
 """
 
@@ -24,10 +24,13 @@ RESIDUALS = ("resid_pre", "resid_mid", "resid_post")
 
 
 def trace_sites(sites: list[CrossSection]) -> list[CrossSection]:
-    """The located sites plus the residual stream around each, in a stable order."""
+    """The located sites plus the residual stream around each, and the MLP's input beside each
+    MLP output (what a transcoder reads), in a stable order."""
     out = set(sites)
     for s in sites:
         out.update(CrossSection(Location(c, s.location.layer), s.position) for c in RESIDUALS)
+        if s.location.component == "mlp_out":
+            out.add(CrossSection(Location("mlp_in", s.location.layer), s.position))
     return sorted(out)
 
 

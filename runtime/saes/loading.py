@@ -11,6 +11,12 @@ A spec's `hook` overrides both. An SAE trained on every head's z of a layer at o
 `blocks.L.attn.hook_z`) has no single location: its input is head_z L.0 .. L.(n-1)
 concatenated, which `LoadedSae.sites` spells out once the model's head count is known.
 
+A transcoder (sae_lens `Transcoder`, `SkipTranscoder` and their JumpReLU variants) reads one
+location and reconstructs another: its config's `hook_name` is its input, `hook_name_out` its
+output. sagec evaluates MLP transcoders (METHOD.md section 10): input `mlp_in L`, the MLP's
+normalised input, output `mlp_out L`, which it reconstructs `direct`ly. Its description's
+`location` is the output (the cross-section it serves), `input_location` the input.
+
 `describe_sae` says all of that from configs alone, without weights (a release's config through
 sae_lens's own config getters, a folder's cfg.json, safetensors headers), together with the model
 the SAE was trained on and the TransformerLens preprocessing it was trained under
@@ -70,8 +76,19 @@ class SaeDescription:
     tl_options: tuple[tuple[str, Any], ...]
     preprocessing: Preprocessing | None
     origin: Origin
+    # A transcoder's: where it reads (mlp_in L; `location` is then what it reconstructs, mlp_out
+    # L) and its output width. None for an SAE, which reconstructs its own input.
+    input_location: Location | None = dataclasses.field(default=None, kw_only=True)
+    d_out: int | None = dataclasses.field(default=None, kw_only=True)
+
+    @property
+    def transcoder(self) -> bool:
+        return self.input_location is not None
 
     def sites(self, arch: Architecture) -> tuple[Location, ...]:
+        """The locations the SAE's input is read from, concatenated."""
+        if self.input_location is not None:
+            return (self.input_location,)
         if self.location is not None:
             return (self.location,)
         return tuple(Location("head_z", self.layer, h) for h in range(arch.n_heads))
@@ -111,14 +128,21 @@ class LoadedSae(SaeDescription):
 
 # --- the hook ---------------------------------------------------------------------------------
 
-_TL = re.compile(r"^blocks\.(\d+)\.(hook_resid_pre|hook_resid_mid|hook_resid_post|hook_attn_out|hook_mlp_out|attn\.hook_z|hook_z|attn\.hook_result)$")
+_TL = re.compile(r"^blocks\.(\d+)\.(hook_resid_pre|hook_resid_mid|hook_resid_post|hook_attn_out|hook_mlp_in|hook_mlp_out|attn\.hook_z|hook_z|attn\.hook_result)$")
+# `hook_mlp_in` is the MLP's input as sae_lens's own transcoder loaders use the name (Gemma Scope
+# 2's transcoders: `blocks.L.hook_mlp_in`, HF `pre_feedforward_layernorm.output`, the norm's
+# output), i.e. sagec's mlp_in.
 _TL_COMPONENT = {
     "hook_resid_pre": "resid_pre",
     "hook_resid_mid": "resid_mid",
     "hook_resid_post": "resid_post",
     "hook_attn_out": "attn_out",
+    "hook_mlp_in": "mlp_in",
     "hook_mlp_out": "mlp_out",
 }
+# TransformerLens's `ln2.hook_normalized` is the MLP norm's output before its scale (and bias):
+# not a tensor of the HF model, and not mlp_in unless the scale is one.
+_TL_NORMALIZED = re.compile(r"^blocks\.(\d+)\.ln2\.hook_normalized$")
 
 # Modules whose output equals one of the family's own sites in eval mode (dropouts are
 # identities), so SAEs trained on them read the same tensor. Gemma-2 and -3 have none: their
@@ -141,6 +165,9 @@ def tl_location(hook: str, head: int | None = None) -> tuple[Location | None, in
     None if the name is not a TL name sagec knows."""
     m = _TL.match(hook)
     if not m:
+        if _TL_NORMALIZED.match(hook):
+            raise UnknownHook(f"{hook!r} is TransformerLens's MLP-norm output before the norm's scale, which the HF model never computes; "
+                              f"if the SAE reads the MLP's input after its norm, give `hook \"mlp_in {_TL_NORMALIZED.match(hook).group(1)}\"`")
         return None
     layer, site = int(m.group(1)), m.group(2)
     if site in _TL_COMPONENT:
@@ -155,13 +182,16 @@ def tl_location(hook: str, head: int | None = None) -> tuple[Location | None, in
 def hf_location(module: str, family: Family | None = None) -> Location | None:
     """An HF module name (whose output the SAE read) as a location, through the family tables.
     `model.layers.L.mlp` means mlp_out in Llama but not in Gemma-2, so without the family a name
-    maps only if every family that could own it agrees."""
+    maps only if every family that could own it agrees. A trailing `.output` names the module's
+    output, as the name alone does; `<mlp>.input` and the MLP norm's output are mlp_in."""
     answers: dict[str, Location | None] = {}
+    module = module.removesuffix(".output")
     for fam in FAMILIES if family is None else (family,):
         prefix = fam.layers + "."
         layer_text, _, rest = module[len(prefix) :].partition(".") if module.startswith(prefix) else ("", "", "")
         if layer_text.isdigit():
-            sites = {"": "resid_post", fam.attn_site: "attn_out", fam.mlp_site: "mlp_out", **_HF_ALIASES[fam.name]}
+            sites = {"": "resid_post", fam.attn_site: "attn_out", fam.mlp_site: "mlp_out", fam.mlp_norm: "mlp_in",
+                     f"{fam.mlp}.input": "mlp_in", **_HF_ALIASES[fam.name]}
             answers[fam.name] = Location(sites[rest], int(layer_text)) if rest in sites else None
     if len(set(answers.values())) > 1:
         raise UnknownHook(f"{module!r} means different things in {' and '.join(answers)}; load the SAE with the model's architecture, or give `hook`")
@@ -348,7 +378,7 @@ class NotBuiltYet(SaeUnavailable):
 
 # Metadata keys that pre-6.0 sae_lens configs keep at the top level, under their old names.
 _OLD_NAMES = {"hook_point": "hook_name", "hook_point_head_index": "hook_head_index"}
-_METADATA_KEYS = ("hook_name", "hf_hook_name", "hook_head_index", "model_name", "model_from_pretrained_kwargs")
+_METADATA_KEYS = ("hook_name", "hf_hook_name", "hook_head_index", "model_name", "model_from_pretrained_kwargs", "hook_name_out", "hf_hook_name_out")
 
 
 def config_facts(cfg: Mapping[str, Any]) -> tuple[int, int, str, types.SimpleNamespace]:
@@ -385,16 +415,57 @@ def describe_sae(sae: Sae, architecture: Architecture | None = None) -> SaeDescr
         d_in, d_sae, kind, metadata = config_facts(cfg)
     except (KeyError, TypeError, ValueError) as e:
         raise SpecError.at(sae.origin, f"SAE {sae.name}: the config of {where} is not a sae_lens config: {type(e).__name__}: {e}") from None
-    return _describe(sae, d_in, d_sae, kind, metadata, architecture)
+    d_out = cfg.get("d_out")
+    return _describe(sae, d_in, d_sae, kind, metadata, architecture, int(d_out) if d_out is not None else None)
 
 
-def _describe(sae: Sae, d_in: int, d_sae: int, kind: str, metadata: Any, architecture: Architecture | None) -> SaeDescription:
+def _describe(sae: Sae, d_in: int, d_sae: int, kind: str, metadata: Any, architecture: Architecture | None, d_out: int | None = None) -> SaeDescription:
+    if d_out is not None or "transcoder" in kind:
+        return _describe_transcoder(sae, d_in, d_sae, kind, metadata, architecture, d_out)
     location, layer, hook, all_heads = _where(sae, metadata, architecture)
     options = tuple(sorted(_tl_options(sae, metadata).items()))
     prep = None if architecture is None else _preprocessing(sae, options, location, architecture)
     model_name = getattr(metadata, "model_name", None)
     return SaeDescription(sae.name, sae.source, location, layer, all_heads, hook, d_in, d_sae, kind, str(model_name) if model_name else None,
                           options, prep, sae.origin)
+
+
+def _describe_transcoder(sae: Sae, d_in: int, d_sae: int, kind: str, metadata: Any, architecture: Architecture | None, d_out: int | None) -> SaeDescription:
+    """A transcoder: input and output from `hook_name` and `hook_name_out` (or their HF names),
+    or from the spec's `hook` (`mlp_in L` or `mlp_out L`, either naming the pair). Only the MLP
+    pair of one layer is supported: METHOD.md section 10's `direct` reconstruction of mlp_out L
+    from mlp_in L."""
+    family = architecture.family if architecture else None
+    try:
+        if sae.hook is not None:
+            given = _override(sae)
+            source, target = Location("mlp_in", given.layer), Location("mlp_out", given.layer)
+            hook = sae.hook
+        else:
+            source, _, hook = config_location(metadata, family)
+            out_names = types.SimpleNamespace(hook_name=getattr(metadata, "hook_name_out", None), hf_hook_name=getattr(metadata, "hf_hook_name_out", None))
+            if not (out_names.hook_name or out_names.hf_hook_name):
+                raise UnknownHook("its config gives no output hook (`hook_name_out`)")
+            target, _, hook_out = config_location(out_names, family)
+            hook = f"{hook} -> {hook_out}"
+    except UnknownHook as e:
+        raise SpecError.at(sae.origin, f"SAE {sae.name} is a transcoder ({kind}); cannot tell where it reads and writes: {e}",
+                           hint='give the layer in the spec, e.g. hook "mlp_out 3" (input mlp_in 3)') from None
+    if source is None or target is None or (source.component, target.component) != ("mlp_in", "mlp_out") or source.layer != target.layer:
+        raise SpecError.at(sae.origin, f"SAE {sae.name} is a transcoder ({kind}) from {source or 'every head z'} to {target or 'every head z'}; "
+                           "sagec evaluates transcoders from a layer's MLP input to its MLP output (mlp_in L -> mlp_out L)",
+                           hint='if it does read the MLP input and write the MLP output, give hook "mlp_out L" in the spec')
+    options = tuple(sorted(_tl_options(sae, metadata).items()))
+    prep = None
+    if architecture is not None:
+        # The input side refuses what cannot be reproduced at mlp_in; the output side says what
+        # the reconstruction of mlp_out needs (centring). What the spec accepted is recorded.
+        at_input, prep = _preprocessing(sae, options, source, architecture), _preprocessing(sae, options, target, architecture)
+        accepted = tuple(sorted({*prep.accepted, *at_input.accepted}))
+        prep = dataclasses.replace(prep, accepted=accepted, needs_nothing=tuple(o for o in prep.needs_nothing if o not in accepted))
+    model_name = getattr(metadata, "model_name", None)
+    return SaeDescription(sae.name, sae.source, target, target.layer, False, hook, d_in, d_sae, kind, str(model_name) if model_name else None,
+                          options, prep, sae.origin, input_location=source, d_out=d_out if d_out is not None else d_in)
 
 
 def _tl_options(sae: Sae, metadata: Any) -> dict[str, Any]:
@@ -443,6 +514,20 @@ def _hub_errors(sae: Sae) -> Iterator[None]:
             f"SAE {sae.name}: sae_lens release {sae.release!r} id {sae.sae_id!r} is valid but not in the local Hugging Face cache, and no hub is reachable ({why}; {type(e).__name__})",
             hint="run `sagec fetch SPEC` once where the hub is reachable, or use a local SAE (`source path`) or a zoo SAE (`source zoo`)",
         ) from None
+
+
+# safetensors' dtype names for the floating dtypes sae_lens stores weights in.
+_SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
+
+
+def weights_dtype(path: str | os.PathLike[str]) -> str | None:
+    """The dtype an SAE's weights are stored in (its decoder's), from the safetensors header;
+    None when the file holds no `W_dec`."""
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+    info = header.get("W_dec")
+    return _SAFETENSORS_DTYPES.get(info["dtype"], info["dtype"].lower()) if info else None
 
 
 def safetensors_shapes(path: str | os.PathLike[str]) -> dict[str, list[int]]:
@@ -560,14 +645,27 @@ def load_sae(sae: Sae, architecture: Architecture | None = None, device: str = "
         folder = Path(sae.ref or "") if sae.source == "path" else _zoo_folder(sae, build=True)
         assert folder is not None
         _check_folder(sae, folder)
-        model = _from_disk(sae, folder, device, dtype)
+        # Weights stored in float16 or bfloat16 are computed with in float32 (sae_lens casts them
+        # on load): the scores sum many small products. The stored dtype is recorded.
+        stored = weights_dtype(folder / WEIGHTS_FILE)
+        model = _from_disk(sae, folder, device, dtype or "float32")
         identity = {"source": sae.source, "folder": str(folder.resolve()), "sha256": sha256_file(folder / WEIGHTS_FILE)}
+        if stored is not None:
+            identity["weights_dtype"] = stored
         if sae.source == "zoo":
             identity["name"] = sae.ref or ""
     model.eval()
     cfg = model.cfg
-    about = _describe(sae, int(cfg.d_in), int(cfg.d_sae), str(cfg.architecture()), cfg.metadata, architecture)
+    d_out = getattr(cfg, "d_out", None)
+    about = _describe(sae, int(cfg.d_in), int(cfg.d_sae), str(cfg.architecture()), cfg.metadata, architecture, int(d_out) if d_out is not None else None)
     fields = {f.name: getattr(about, f.name) for f in dataclasses.fields(SaeDescription)}
+    if about.transcoder:
+        identity |= {"input_location": str(about.input_location), "d_out": about.d_out}
+    # sae_lens saves BatchTopK and Matryoshka BatchTopK SAEs as JumpReLU ones (the batch
+    # threshold as every latent's), naming what they were trained as.
+    trained_as = getattr(cfg.metadata, "training_architecture", None)
+    if trained_as and trained_as != about.architecture:
+        identity["training_architecture"] = str(trained_as)
     return LoadedSae(**fields | {"preprocessing": about.preprocessing or NONE}, sae=model, identity=identity)
 
 
@@ -630,6 +728,8 @@ def check_fits(loaded: SaeDescription, architecture: Architecture, model_name: s
 
     trained = f"; the SAE was trained on {loaded.model_name}" if model is not None and loaded.model_name and not same_model(loaded.model_name, model) else ""
     where = str(loaded.location) if loaded.location is not None else f"every head's z of layer {loaded.layer}"
+    if loaded.transcoder:
+        where = f"{loaded.input_location} (to {loaded.location})"
     if loaded.layer >= architecture.n_layers:
         raise SpecError.at(
             loaded.origin,
@@ -638,6 +738,11 @@ def check_fits(loaded: SaeDescription, architecture: Architecture, model_name: s
     if loaded.location is not None and loaded.location.head is not None and loaded.location.head >= architecture.n_heads:
         raise SpecError.at(loaded.origin, f"SAE {loaded.name} reads {where}, but {label()} has {architecture.n_heads} heads per layer{trained}")
     width = sum(architecture.width(site) for site in loaded.sites(architecture))
+    if loaded.transcoder and loaded.location is not None and loaded.d_out != architecture.width(loaded.location):
+        raise SpecError.at(
+            loaded.origin,
+            f"SAE {loaded.name} is a transcoder with d_out {loaded.d_out} at {loaded.location} (hook {loaded.hook!r}), but {label(f'{architecture.family.name}, d_model {architecture.d_model}')} has width {architecture.width(loaded.location)} there{trained}",
+        )
     if loaded.d_in != width:
         what = f"{architecture.n_heads} heads x d_head {architecture.d_head} = {width}" if loaded.all_heads_z else str(width)
         raise SpecError.at(

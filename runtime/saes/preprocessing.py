@@ -15,8 +15,9 @@ sagec reads, or refused:
   itself, so the model computes the same thing either way.) In RMSNorm models TransformerLens
   leaves the weights alone, and so does sagec. A head's z is not a write and is never centred.
 - `fold_ln`: folds each LayerNorm's scale and bias into the weights that read it. The stream and
-  everything written into it are unchanged; only the normalised tensors inside a layer differ,
-  and sagec's locations are never those.
+  everything written into it are unchanged; only the normalised tensors inside a layer differ.
+  The one such location is `mlp_in` (a transcoder's input): there TransformerLens's MLP reads
+  the norm's output before its scale, which sagec does not reproduce, so it is refused.
 - `center_unembed`: removes W_U's mean over the vocabulary, which moves every logit of a token by
   the same amount; logit differences and log-probabilities, the only things sagec's metrics read,
   are unchanged.
@@ -42,6 +43,8 @@ LAYERNORM_FAMILIES = frozenset({"gpt2", "gpt_neox"})
 # Components that are the residual stream or a write into it (d_model wide).
 STREAM_COMPONENTS = frozenset({"resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "head"})
 PER_HEAD_COMPONENTS = frozenset({"head", "head_z"})
+# Normalised tensors inside a layer: the MLP's input (after its norm), where transcoders read.
+NORMALISED_COMPONENTS = frozenset({"mlp_in"})
 # How TransformerLens runs, not what it computes.
 HOW_TO_RUN = frozenset({"dtype", "torch_dtype", "device", "n_devices", "move_to_device", "trust_remote_code", "default_padding_side"})
 
@@ -113,7 +116,9 @@ def preprocessing_for(options: Mapping[str, Any] | None, location: Location | No
             centre = family in LAYERNORM_FAMILIES and component in STREAM_COMPONENTS
             if not centre:
                 needs_nothing.append(option)
-        elif option in ("fold_ln", "center_unembed") and value is True:
+        elif option == "fold_ln" and value is True and component in NORMALISED_COMPONENTS and option not in accepted:
+            raise UnreproducibleOption(option, value, "moves the MLP norm's scale and bias into the MLP's weights, so the MLP's input in TransformerLens is not the HF model's")
+        elif option in ("fold_ln", "center_unembed") and value is True and component not in NORMALISED_COMPONENTS:
             needs_nothing.append(option)
         elif option in ("fold_value_biases", "refactor_factored_attn_matrices") and value is True and component not in PER_HEAD_COMPONENTS:
             needs_nothing.append(option)
@@ -141,6 +146,15 @@ def direct(sae: Any, prep: Preprocessing, c: Any) -> tuple[Any, Any]:
     from runtime.sage import reconstruct
 
     c_hat, f = reconstruct.direct(sae, prep.to_sae(c))
+    return c_hat + prep.removed(c), f
+
+
+def transcode(transcoder: Any, prep: Preprocessing, x: Any, c: Any) -> tuple[Any, Any]:
+    """A transcoder from the sublayer's input x (mlp_in, never centred: the norm removed the
+    mean) to its output c; `prep` is the output side's, whose removed mean is added back."""
+    from runtime.sage import reconstruct
+
+    c_hat, f = reconstruct.transcode(transcoder, x)
     return c_hat + prep.removed(c), f
 
 

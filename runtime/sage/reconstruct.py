@@ -26,6 +26,15 @@ def direct(sae: SaeLike, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return sae.decode(f), f
 
 
+def transcode(transcoder: SaeLike, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A transcoder (METHOD.md section 10): c_hat = D(E(x)) with x the sublayer's input, plus the
+    skip connection x @ W_skip^T of a skip transcoder (sae_lens's `decode` leaves it out)."""
+    f = transcoder.encode(x)
+    c_hat = transcoder.decode(f)
+    skip = getattr(transcoder, "W_skip", None)
+    return (c_hat if skip is None else c_hat + x.to(skip.dtype) @ skip.T), f
+
+
 def residual(sae: SaeLike, r_after: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The SAGE idea, our formulation: a sublayer output c was added into the residual stream
     (r_after = r_before + c), so the features it contributes are E(r_after) - E(r_after - c) and

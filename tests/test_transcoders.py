@@ -1,0 +1,148 @@
+"""Transcoders and every sae_lens architecture through the whole score pass.
+
+A transcoder built from the model's own MLP is the known answer: in a GPT-2 whose MLP uses ReLU,
+W_enc = c_fc, W_dec = c_proj (with their biases) reproduce the MLP exactly, so read at mlp_in L
+(the trace collects it beside every mlp_out L) it reconstructs mlp_out L perfectly: explained
+variance, sufficiency and necessity are 1. In the same run one SAE of every other sae_lens
+architecture (tests/test_sae_architectures.py builds them) is scored at the same layer, each
+through sae_lens's own encode and decode, and must produce numbers; so must one of each with
+float16 weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from runtime.execute.progress import Reporter
+from runtime.execute.run import run_spec
+from sagec import load_spec
+from tests import tiny_families
+from tests.test_sae_architectures import BUILDERS, build
+from tests.tiny_pipeline import make_project
+
+D = 32  # the tiny GPT-2's width
+
+
+def relu_gpt2(folder: Path) -> None:
+    """tests/tiny_families' GPT-2 with a ReLU MLP."""
+    config_cls, model_cls, kwargs = tiny_families.FAMILIES["gpt2"]
+    torch.manual_seed(0)
+    model = model_cls(config_cls(**kwargs, activation_function="relu")).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "ln" in name or name.endswith(".bias"):
+                p.add_(0.2 * torch.randn_like(p))
+    model.save_pretrained(folder)
+    tiny_families.tokenizer().save_pretrained(folder)
+
+
+def mlp_transcoder(model_folder: Path, layer: int, out: Path) -> None:
+    """A sae_lens Transcoder that is layer `layer`'s MLP: relu(x @ c_fc + b_fc) @ c_proj + b_proj."""
+    from sae_lens import Transcoder, TranscoderConfig
+    from transformers import AutoModelForCausalLM
+
+    mlp = AutoModelForCausalLM.from_pretrained(model_folder).transformer.h[layer].mlp
+    d_mlp = mlp.c_fc.weight.shape[1]
+    cfg = TranscoderConfig(d_in=D, d_sae=d_mlp, d_out=D, apply_b_dec_to_input=False)
+    cfg.metadata.hook_name, cfg.metadata.hook_name_out = f"blocks.{layer}.hook_mlp_in", f"blocks.{layer}.hook_mlp_out"
+    t = Transcoder(cfg)
+    with torch.no_grad():  # GPT-2's Conv1D stores (in, out), as sae_lens's W_enc (d_in, d_sae) and W_dec (d_sae, d_out)
+        t.W_enc.copy_(mlp.c_fc.weight)
+        t.b_enc.copy_(mlp.c_fc.bias)
+        t.W_dec.copy_(mlp.c_proj.weight)
+        t.b_dec.copy_(mlp.c_proj.bias)
+    t.save_model(str(out))
+
+
+EVALS = """
+sae exact[l] for l in 0..2 {
+  source path "exact{{l}}"
+}
+KINDS
+eval transcoders {
+  model tiny
+  task ioi
+  locate { method attribution  components mlp  positions end  select top 3 }
+  ground_truth { method mean  validate sufficiency, necessity, control }
+  saes exact[*], ALL
+  score sufficiency, necessity, control, interpretability, alignment, explained_variance, l0
+  report "runs/transcoders" as json
+}
+"""
+HALF = ("standard", "jumprelu", "transcoder")
+
+
+def sae_name(kind: str) -> str:
+    return kind.replace("_", "")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("transcoders")
+    relu_gpt2(folder / "model")
+    spec = make_project(folder)
+    for layer in range(3):
+        mlp_transcoder(folder / "model", layer, folder / f"exact{layer}")
+    blocks = []
+    for kind in BUILDERS:
+        build(kind, folder / kind, seed=1, d=D)
+        blocks.append(f'sae {sae_name(kind)} {{\n  source path "{kind}"\n}}')
+    for kind in HALF:
+        build(kind, folder / f"{kind}_f16", seed=1, d=D, dtype=torch.float16)
+        blocks.append(f'sae {sae_name(kind)}16 {{\n  source path "{kind}_f16"\n}}')
+    names = [sae_name(k) for k in BUILDERS] + [f"{sae_name(k)}16" for k in HALF]
+    text = spec.read_text()
+    spec.write_text(text[: text.index("sae res[l]")] + EVALS.replace("KINDS", "\n".join(blocks)).replace("ALL", ", ".join(names)))
+    summary = run_spec(load_spec(str(spec)), cache_dir=folder / "cache", out_dir=folder / "out", reporter=Reporter("quiet"))
+    return json.loads(summary.results["transcoders"].read_text())
+
+
+def value(entry: dict, *path: str) -> float:
+    for p in path:
+        entry = entry[p]
+    return entry["value"]
+
+
+def test_a_transcoder_that_is_the_mlp_reconstructs_mlp_out_exactly(results):
+    located = results["ground_truth"]["sites"]
+    assert located and all(s.startswith("mlp_out") for s in located)
+    scored = 0
+    for layer in range(3):
+        entry = results["saes"][f"exact[{layer}]"]
+        assert entry["sae"]["architecture"] == "transcoder" and entry["sae"]["input_location"] == f"mlp_in {layer}"
+        assert entry["sae"]["location"] == f"mlp_out {layer}"
+        mine = [s for s in located if s.startswith(f"mlp_out {layer}@")]
+        assert entry["sites"] == mine  # the transcoder serves its own layer's MLP output, and only that
+        if not mine:
+            assert entry["scores"] is None
+            continue
+        scored += 1
+        assert set(entry["variant_per_site"].values()) == {"direct"}
+        for metric in ("sufficiency", "necessity"):
+            assert value(entry["scores"], metric) == pytest.approx(1.0, abs=1e-4), (layer, metric)
+        for site in mine:
+            assert value(entry["scores"]["per_site"][site], "explained_variance") == pytest.approx(1.0, abs=1e-5)
+    assert scored
+
+
+def test_every_architecture_scores_through_the_pass(results):
+    located = results["ground_truth"]["sites"]
+    assert any(s.startswith("mlp_out 1@") for s in located), located
+    for kind in BUILDERS:
+        for name in (sae_name(kind), f"{sae_name(kind)}16") if kind in HALF else (sae_name(kind),):
+            entry = results["saes"][name]
+            assert entry["sae"]["architecture"] == BUILDERS[kind][2], name
+            assert entry["scores"] is not None, (name, entry.get("reason"))
+            assert any(s.startswith("mlp_out 1@") for s in entry["sites"]), (name, entry["sites"])
+            variants = set(entry["variant_per_site"].values())
+            assert variants == ({"direct"} if "transcoder" in kind else {"residual"}), (name, variants)
+            numbers = [value(entry["scores"], m) for m in ("sufficiency", "necessity")]
+            numbers += [value(entry["scores"]["per_site"][s], "explained_variance") for s in entry["sites"]]
+            assert all(isinstance(v, float) and v == v for v in numbers), (name, numbers)  # numbers, not null or NaN
+            assert entry["scores"]["control"], name
+            if name.endswith("16"):
+                assert entry["sae"]["weights_dtype"] == "float16"
