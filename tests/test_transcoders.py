@@ -3,7 +3,8 @@
 A transcoder built from the model's own MLP is the known answer: in a GPT-2 whose MLP uses ReLU,
 W_enc = c_fc, W_dec = c_proj (with their biases) reproduce the MLP exactly, so read at mlp_in L
 (the trace collects it beside every mlp_out L) it reconstructs mlp_out L perfectly: explained
-variance, sufficiency and necessity are 1. In the same run one SAE of every other sae_lens
+variance, sufficiency and necessity are 1, and spliced in at every token of a text (the text
+metrics, which read the MLP's input there too) so are ce_loss_score and kl_div_score. In the same run one SAE of every other sae_lens
 architecture (tests/test_sae_architectures.py builds them) is scored at the same layer, each
 through sae_lens's own encode and decode, and must produce numbers; so must one of each with
 float16 weights.
@@ -69,7 +70,8 @@ eval transcoders {
   locate { method attribution  components mlp  positions end  select top 3 }
   ground_truth { method mean  validate sufficiency, necessity, control }
   saes exact[*], ALL
-  score sufficiency, necessity, control, interpretability, alignment, explained_variance, l0
+  score sufficiency, necessity, control, interpretability, alignment, explained_variance, l0, ce_loss_score, kl_div_score
+  corpus "corpus.txt"
   report "runs/transcoders" as json
 }
 """
@@ -97,6 +99,8 @@ def results(tmp_path_factory) -> dict:
     names = [sae_name(k) for k in BUILDERS] + [f"{sae_name(k)}16" for k in HALF]
     text = spec.read_text()
     spec.write_text(text[: text.index("sae res[l]")] + EVALS.replace("KINDS", "\n".join(blocks)).replace("ALL", ", ".join(names)))
+    (folder / "corpus.txt").write_text("When Mary and John went to the store , John gave a drink to Mary\n\n"
+                                       "Then Alice and Bob had lot of fun at school . Bob was in city\n")
     summary = run_spec(load_spec(str(spec)), cache_dir=folder / "cache", out_dir=folder / "out", reporter=Reporter("quiet"))
     return json.loads(summary.results["transcoders"].read_text())
 
@@ -146,3 +150,15 @@ def test_every_architecture_scores_through_the_pass(results):
             assert entry["scores"]["control"], name
             if name.endswith("16"):
                 assert entry["sae"]["weights_dtype"] == "float16"
+
+
+def test_spliced_on_text_the_exact_transcoder_recovers_all_the_loss(results):
+    text = results["text"]["saes"]
+    for layer in range(3):
+        scores = text[f"exact[{layer}]"]["scores"]
+        for metric in ("ce_loss_score", "kl_div_score", "explained_variance"):
+            assert scores[metric]["value"] == pytest.approx(1.0, abs=1e-4), (layer, metric)
+    for kind in BUILDERS:
+        scores = text[sae_name(kind)]["scores"]
+        v = scores["ce_loss_score"]["value"]
+        assert v == v and abs(v - 1) > 1e-3, (kind, v)  # a number, and random weights change the loss

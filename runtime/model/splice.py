@@ -16,6 +16,10 @@ everywhere else in sagec:
                    replacement minus resid_pre (as locations.py writes it: with GPT-NeoX's
                    parallel residual the MLP then still reads resid_pre)
 
+A transcoder replaces mlp_out L with what it makes of the MLP's input: with `source` mlp_in L,
+`replace(a, x)` gets mlp_out L and the MLP's input x (a forward pre-hook on the MLP module
+remembers it; the MLP runs before its output site in every family).
+
 A head's output or z is no tensor of the forward of its own (it is a slice of the attention
 output projection's input), so heads are not spliced here (`SPLICEABLE`).
 """
@@ -32,16 +36,19 @@ from sagec.locations import Location
 
 SPLICEABLE = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
 
-# (activation (B, T, d)) -> its replacement, same shape
-Replace = Callable[[torch.Tensor], torch.Tensor]
+# (activation (B, T, d)) -> its replacement, same shape; with a `source`, (activation, source)
+Replace = Callable[..., torch.Tensor]
 
 
 @contextmanager
-def spliced(hf_model: Any, arch: Any, location: Location, replace: Replace) -> Iterator[None]:
+def spliced(hf_model: Any, arch: Any, location: Location, replace: Replace, source: Location | None = None) -> Iterator[None]:
     """While open, every forward of `hf_model` has `replace(a)` in place of the activation `a`
-    at `location` (every token of every row)."""
+    at `location` (every token of every row); with `source` (a transcoder's mlp_in L, location
+    mlp_out L), `replace(a, x)` with x the MLP's input."""
     if location.component not in SPLICEABLE:
         raise ValueError(f"{location}: only {', '.join(SPLICEABLE)} can be replaced at every token")
+    if source is not None and (source != Location("mlp_in", location.layer) or location.component != "mlp_out"):
+        raise ValueError(f"{source} -> {location}: only a layer's MLP input -> its MLP output can be spliced as a transcoder")
     arch.check(location)
     family = arch.family
     layer = hf_model.get_submodule(family.layers)[location.layer]
@@ -62,7 +69,14 @@ def spliced(hf_model: Any, arch: Any, location: Location, replace: Replace) -> I
     def with_output(out, value):
         return (value, *out[1:]) if isinstance(out, tuple) else value
 
-    if location.component == "resid_pre":
+    if source is not None:
+        def remember_mlp_in(module, args, kwargs):
+            pre["mlp_in"] = layer_input(args, kwargs)
+
+        handles.append(layer.get_submodule(family.mlp).register_forward_pre_hook(remember_mlp_in, with_kwargs=True))
+        site = layer.get_submodule(family.mlp_site)
+        handles.append(site.register_forward_hook(lambda module, args, out: with_output(out, replace(output_of(out), pre["mlp_in"]))))
+    elif location.component == "resid_pre":
         def hook_pre(module, args, kwargs):
             return with_input(args, kwargs, replace(layer_input(args, kwargs)))
 

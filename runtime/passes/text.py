@@ -25,6 +25,7 @@ from runtime.model.forward import pad_left
 from runtime.model.splice import SPLICEABLE, spliced
 from runtime.passes import common
 from runtime.passes.corpus import windows_of
+from runtime.saes import preprocessing
 from runtime.sage.loss_recovered import RAW, SCORES, Tally, token_ce, token_kl
 from runtime.sage.metrics import described
 from runtime.store.cache import Artifact
@@ -111,26 +112,29 @@ def _batch(hf, loaded, sae, rows, texts, pad, device, tally: Tally) -> None:
     tally.add("kl_tokens", text_of[scored].cpu(), torch.ones(int(scored.sum())))
     del clean
 
-    def reconstruct(a: torch.Tensor) -> torch.Tensor:
+    def reconstruct(a: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
         x = a[scored]
         x_hat = torch.empty_like(x)
         chunk = max(1, LATENT_BUDGET // max(1, sae.d_sae))
         token_texts = text_of[scored].cpu()
         for s in range(0, len(x), chunk):
             part = x[s : s + chunk].to(torch.float32).cpu()
-            f = sae.sae.encode(sae.preprocessing.to_sae(part))
-            part_hat = sae.sae.decode(f) + sae.preprocessing.removed(part)
+            if source is not None:  # a transcoder: mlp_out from the MLP's input (METHOD.md section 10)
+                part_hat, f = preprocessing.transcode(sae.sae, sae.preprocessing, source[scored][s : s + chunk].to(torch.float32).cpu(), part)
+            else:
+                f = sae.sae.encode(sae.preprocessing.to_sae(part))
+                part_hat = sae.sae.decode(f) + sae.preprocessing.removed(part)
             tally.add_reconstruction(token_texts[s : s + chunk], part, part_hat, f)
             x_hat[s : s + chunk] = part_hat.to(x_hat)
         out = a.clone()
         out[scored] = x_hat
         return out
 
-    def zero(a: torch.Tensor) -> torch.Tensor:
+    def zero(a: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
         return torch.where(scored[..., None], torch.zeros((), dtype=a.dtype, device=a.device), a)
 
     for name, replace in (("sae", reconstruct), ("ablated", zero)):
-        with spliced(hf, loaded.arch, sae.location, replace):
+        with spliced(hf, loaded.arch, sae.location, replace, source=getattr(sae, "input_location", None)):
             logits = hf(**kwargs).logits
         tally.add(f"ce_{name}", text_of[:, :-1][ce_mask].cpu(), token_ce(logits, ids)[ce_mask].cpu())
         tally.add(f"kl_{name}", text_of[scored].cpu(), token_kl(clean_logp, logits)[scored].cpu())
