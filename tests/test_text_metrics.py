@@ -181,6 +181,7 @@ def test_an_sae_at_a_head_is_null_with_a_reason(gpt2, tmp_path):
     assert text_pass.unscorable("h", Location("resid_post", 1), "x") is None
     assert "every head's z" in text_pass.unscorable("z", None, "blocks.1.attn.hook_z")
     assert "transcoder" in text_pass.unscorable("t", Location("mlp_out", 1), "blocks.1.hook_mlp_in", Location("resid_mid", 1))
+    assert text_pass.unscorable("t", Location("mlp_out", 1), "blocks.1.hook_mlp_in", Location("mlp_in", 1)) is None
     with pytest.raises(ValueError, match="only resid_pre"):
         with spliced(gpt2.model._module, gpt2.arch, Location("head_z", 1, 0), lambda a: a):
             pass

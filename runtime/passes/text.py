@@ -13,7 +13,8 @@ ce_loss_score / kl_div_score in `score` recomputes no other number; it is one no
 per reconstruction variant, since the SAE is spliced in where it reads whatever the eval's
 variant; and its cost (the corpus's forwards) is paid only when the metrics are asked for.
 
-An SAE this cannot splice in (a head's output or z, every head's z at once, a transcoder) gets
+A transcoder is spliced in at mlp_out L from the MLP's input. An SAE this cannot splice in (a
+head's output or z, every head's z at once, a transcoder other than mlp_in L -> mlp_out L) gets
 every text metric null, with the reason.
 """
 
@@ -29,6 +30,7 @@ from runtime.saes import preprocessing
 from runtime.sage.loss_recovered import RAW, SCORES, Tally, token_ce, token_kl
 from runtime.sage.metrics import described
 from runtime.store.cache import Artifact
+from sagec.locations import Location
 from sagec.plan import Node, TextParams
 
 # One batch's logits (tokens x vocabulary, float32) stay under this; the clean log-probabilities
@@ -68,8 +70,10 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
 def unscorable(name: str, location, hook: str, input_location=None) -> str | None:
     """Why the SAE `name` cannot be spliced in at every token (None when it can)."""
     if input_location is not None:  # a transcoder (METHOD.md section 10): reads one tensor, writes another
+        if location is not None and location.component == "mlp_out" and input_location == Location("mlp_in", location.layer):
+            return None  # spliced at mlp_out from the MLP's input (runtime/model/splice.py `source`)
         return (f"SAE {name} is a transcoder (it reads {input_location} and reconstructs {location}); the text metrics "
-                f"splice in SAEs that reconstruct what they read, and transcoders are not spliced in yet")
+                f"splice in transcoders from a layer's MLP input to its MLP output only")
     if location is not None and location.component in SPLICEABLE:
         return None
     where = f"at {location}" if location is not None else "over every head's z of a layer"
