@@ -269,6 +269,12 @@ def test_end_to_end_on_tiny_ioi_and_the_score_nodes_keep_their_keys(tmp_path):
     assert good["ce_loss_score"]["ci95"][0] <= good["ce_loss_score"]["value"] <= good["ce_loss_score"]["ci95"][1]
 
     from runtime.report.html import render
+    from runtime.report.saebench import envelopes
+
+    exported = next(e for e in envelopes(results, 0).values() if e["sae_cfg_dict"]["name"] == "good")
+    assert exported["eval_result_metrics"]["model_performance_preservation"]["ce_loss_score"] == good["ce_loss_score"]["value"]
+    assert exported["eval_result_metrics"]["model_behavior_preservation"]["kl_div_score_ci95_low"] == good["kl_div_score"]["ci95"][0]
+    assert exported["eval_result_metrics"]["token_stats"]["total_tokens_eval_reconstruction"] == corpus["scored_tokens"]
 
     results["text"]["saes"]["weak"] = {**results["text"]["saes"]["weak"], "scores": None, "reason": "planted reason"}
     page = render(results)

@@ -120,6 +120,7 @@ def envelope(doc: dict, name: str, entry: dict, run_id: str, millis: int) -> dic
             metrics[category][metric] = mean(values) if values else None
             if not values:
                 reasons[f"{category}.{metric}"] = "undefined at every cross-section"
+    metrics.update(_text(doc, entry, reasons))
     details = []
     for site, s in sites.items():
         record: dict = {"cross_section": site, "reconstruction": entry.get("variant_per_site", {}).get(site)}
@@ -140,6 +141,27 @@ def envelope(doc: dict, name: str, entry: dict, run_id: str, millis: int) -> dic
         "sae_lens_id": sae.get("id") if sae["source"] == "sae_lens" else None,
         "sae_lens_version": sae.get("sae_lens") or doc["versions"].get("sae-lens"),
         "sae_cfg_dict": {**{k: v for k, v in sae.items() if k != "name"}, "name": name, "model_name": doc["model"]["ref"]},
+    }
+
+
+def _text(doc: dict, entry: dict, reasons: dict) -> dict:
+    """The SAE's loss recovered on text (results.json `text`, METHOD.md section 8), under SAEBench
+    core's own category and metric names (sae_bench/evals/core/eval_output.py), plus its
+    explained variance, L0 and dead fraction on the same tokens; nothing when not measured."""
+    sae = entry["sae"]
+    name = sae["name"].removesuffix(f" ({sae.get('reconstruct')})")  # an SAE listed twice is named with its variant
+    text = (doc.get("text") or {}).get("saes", {}).get(name)
+    if text is None:
+        return {}
+    scores, raw = text.get("scores") or {}, text.get("raw") or {}
+    if not scores:
+        reasons["text"] = text.get("reason", "not computed")
+    flat = lambda names, source, scope: {k: v for m in names for k, v in _flat(m, source.get(m), reasons, scope).items()}  # noqa: E731
+    return {
+        "model_behavior_preservation": flat(("kl_div_score", "kl_div_with_ablation", "kl_div_with_sae"), {**scores, **raw}, "text"),
+        "model_performance_preservation": flat(("ce_loss_score", "ce_loss_with_ablation", "ce_loss_with_sae", "ce_loss_without_sae"), {**scores, **raw}, "text"),
+        "text_reconstruction": flat(("explained_variance", "l0", "dead_fraction"), scores, "text"),
+        "token_stats": {"total_tokens_eval_reconstruction": doc["text"]["corpus"]["scored_tokens"]},
     }
 
 
