@@ -41,14 +41,14 @@ def relu_gpt2(folder: Path) -> None:
     tiny_families.tokenizer().save_pretrained(folder)
 
 
-def mlp_transcoder(model_folder: Path, layer: int, out: Path) -> None:
+def mlp_transcoder(model_folder: Path, layer: int, out: Path, d: int = D) -> None:
     """A sae_lens Transcoder that is layer `layer`'s MLP: relu(x @ c_fc + b_fc) @ c_proj + b_proj."""
     from sae_lens import Transcoder, TranscoderConfig
     from transformers import AutoModelForCausalLM
 
     mlp = AutoModelForCausalLM.from_pretrained(model_folder).transformer.h[layer].mlp
     d_mlp = mlp.c_fc.weight.shape[1]
-    cfg = TranscoderConfig(d_in=D, d_sae=d_mlp, d_out=D, apply_b_dec_to_input=False)
+    cfg = TranscoderConfig(d_in=d, d_sae=d_mlp, d_out=d, apply_b_dec_to_input=False)
     cfg.metadata.hook_name, cfg.metadata.hook_name_out = f"blocks.{layer}.hook_mlp_in", f"blocks.{layer}.hook_mlp_out"
     t = Transcoder(cfg)
     with torch.no_grad():  # GPT-2's Conv1D stores (in, out), as sae_lens's W_enc (d_in, d_sae) and W_dec (d_sae, d_out)
@@ -162,3 +162,89 @@ def test_spliced_on_text_the_exact_transcoder_recovers_all_the_loss(results):
         scores = text[sae_name(kind)]["scores"]
         v = scores["ce_loss_score"]["value"]
         assert v == v and abs(v - 1) > 1e-3, (kind, v)  # a number, and random weights change the loss
+
+
+TINY_IOI = """
+model tiny {
+  source zoo "tiny-ioi"
+}
+vocab names = ["Mary", "John", "Alice", "Bob", "Tom", "Sarah", "James", "Emma"]
+vocab places = ["store", "park", "school", "garden", "station", "office"]
+task ioi {
+  var io in names
+  var s in names where s != io
+  var place in places
+  template "When {{io}} and {{s}} went to the {{place}}, {{s}} gave a drink to"
+  answer " {{io}}" against " {{s}}"
+  counterfactual resample io, s
+  position end = last
+  attributes io, s
+  split by place: train 0.5, test 0.5
+  samples 48 seed 0
+}
+sae mlp[l] for l in 0..2 {
+  source path "mlp{{l}}"
+}
+sae topk {
+  source zoo "tiny-ioi/topk-k8/resid_post.1"
+}
+eval e {
+  model tiny
+  task ioi
+  locate { method attribution  components mlp  positions end  select top 3 }
+  saes mlp[*], topk
+  score sufficiency, necessity, explained_variance
+  report "out" as json
+}
+"""
+
+
+def fit_decoder(model_folder: Path, folder: Path, layer: int) -> None:
+    """Refit a copied MLP transcoder's decoder by least squares on the MLP's own outputs over
+    IOI sentences, so ReLU in GELU's place costs little."""
+    import itertools
+
+    from sae_lens import SAE
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    hf = AutoModelForCausalLM.from_pretrained(model_folder).eval()
+    tok = AutoTokenizer.from_pretrained(model_folder)
+    names, places = ["Mary", "John", "Alice", "Bob", "Tom", "Sarah", "James", "Emma"], ["store", "park", "school", "garden", "station", "office"]
+    texts = [f"When {a} and {b} went to the {p}, {b} gave a drink to" for a, b in itertools.permutations(names, 2) for p in places]
+    got = {}
+    mlp = hf.transformer.h[layer].mlp
+    handle = mlp.register_forward_hook(lambda m, args, out: got.update(x=args[0].flatten(0, 1), y=out.flatten(0, 1)))
+    with torch.no_grad():
+        hf(**tok(texts, return_tensors="pt", padding=True))
+    handle.remove()
+    t = SAE.load_from_disk(str(folder))
+    with torch.no_grad():
+        f = torch.cat([t.encode(got["x"]), torch.ones(len(got["x"]), 1)], dim=1)
+        solution = torch.linalg.lstsq(f, got["y"]).solution
+        t.W_dec.copy_(solution[:-1])
+        t.b_dec.copy_(solution[-1])
+    t.save_model(str(folder))
+
+
+def test_on_tiny_ioi_a_transcoder_from_its_own_mlp_scores_beside_a_residual_sae(tmp_path):
+    """tiny-ioi's MLPs use GELU, which no sae_lens transcoder (ReLU or JumpReLU) reproduces, so
+    the transcoder built from each MLP (its encoder c_fc, ReLU in GELU's place, the decoder
+    refit to the MLP's outputs) is close, not exact: it is scored direct at its own layer's MLP
+    output, a residual SAE at resid_post 1 beside it."""
+    import runtime.zoo  # noqa: F401  (registers the zoo)
+    from runtime.zoo import resolve_model
+
+    for layer in range(3):
+        mlp_transcoder(resolve_model("tiny-ioi"), layer, tmp_path / f"mlp{layer}", d=64)
+        fit_decoder(resolve_model("tiny-ioi"), tmp_path / f"mlp{layer}", layer)
+    (tmp_path / "t.sage").write_text(TINY_IOI)
+    summary = run_spec(load_spec(str(tmp_path / "t.sage")), cache_dir=tmp_path / "cache", out_dir=tmp_path / "out", reporter=Reporter("quiet"))
+    results = json.loads(summary.results["e"].read_text())
+    located = results["ground_truth"]["sites"]
+    assert sorted(located) == [f"mlp_out {l}@end" for l in range(3)]
+    for layer in range(3):
+        entry = results["saes"][f"mlp[{layer}]"]
+        assert entry["sites"] == [f"mlp_out {layer}@end"] and entry["variant_per_site"] == {f"mlp_out {layer}@end": "direct"}
+        assert value(entry["scores"]["per_site"][f"mlp_out {layer}@end"], "explained_variance") > 0.9, layer
+        assert isinstance(value(entry["scores"], "sufficiency"), float)
+    assert results["saes"]["topk"]["variant_per_site"] == {"mlp_out 1@end": "residual"}
