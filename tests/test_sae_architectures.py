@@ -9,6 +9,7 @@ mlp_out L), and float16 / bfloat16 weights load and compute in float32.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -250,3 +251,45 @@ def test_fold_ln_is_refused_at_the_mlp_input_unless_accepted(tmp_path):
         c_hat, _ = preprocessing.transcode(loaded.sae, loaded.preprocessing, x, c)
         plain, _ = reconstruct.transcode(loaded.sae, x)
     torch.testing.assert_close(c_hat, plain + c.mean(-1, keepdim=True))
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_a_gemma_scope_2_transcoder_loads_offline_through_sae_lens_s_own_loader(affine, tmp_path):
+    """sae_lens's Gemma Scope 2 loader names a transcoder's hooks `blocks.L.hook_mlp_in` ->
+    `blocks.L.hook_mlp_out` (HF: pre_feedforward_layernorm's output -> post_feedforward_layernorm's)
+    and an affine one's skip connection W_skip: a fixture release in the real file layout, in a
+    local Hugging Face cache, described from its config alone and loaded."""
+    from safetensors.torch import save as save_safetensors
+
+    from runtime.model.architectures import GEMMA3
+    from tests import hub_cache
+
+    layer, d, d_sae = 1, 16, 32
+    name = f"layer_{layer}_width_16k_l0_small" + ("_affine" if affine else "")
+    folder = f"transcoder_all/{name}"
+    g = torch.Generator().manual_seed(5)
+    weights = {"w_enc": torch.randn(d, d_sae, generator=g), "w_dec": torch.randn(d_sae, d, generator=g), "b_enc": torch.zeros(d_sae),
+               "b_dec": torch.randn(d, generator=g), "threshold": torch.full((d_sae,), 0.5)}
+    if affine:
+        weights["affine_skip_connection"] = torch.randn(d, d, generator=g)  # stored (d_in, d_out)
+    config = {"architecture": "jump_relu", "model_name": "gemma-v3-270m-pt", "hf_hook_point_in": f"model.layers.{layer}.pre_feedforward_layernorm.output",
+              "hf_hook_point_out": f"model.layers.{layer}.post_feedforward_layernorm.output", "affine_connection": affine}
+    hub_cache.write_repo(tmp_path, "google/gemma-scope-2-270m-pt", {f"{folder}/config.json": json.dumps(config).encode(),
+                                                                      f"{folder}/params.safetensors": save_safetensors(weights)})
+    gemma = Architecture(family=GEMMA3, n_layers=4, n_heads=4, d_model=d, d_head=4, vocab_size=100, parallel_residual=False)
+    spec_sae = Sae("tc", "sae_lens", None, "gemma-scope-2-270m-pt-transcoders-all", name, None, AT)
+    with hub_cache.use(tmp_path):
+        described = describe_sae(spec_sae, gemma)
+        loaded = load_sae(spec_sae, gemma)
+    expected = "jumprelu_skip_transcoder" if affine else "jumprelu_transcoder"
+    for about in (described, loaded):
+        assert (about.architecture, about.input_location, about.location, about.d_in, about.d_out, about.d_sae) == (
+            expected, Location("mlp_in", layer), Location("mlp_out", layer), d, d, d_sae)
+    check_fits(loaded, gemma)
+    x = torch.randn(6, d, generator=g)
+    with torch.no_grad():
+        c_hat, f = reconstruct.transcode(loaded.sae, x)
+    pre = x @ weights["w_enc"] + weights["b_enc"]
+    torch.testing.assert_close(f, pre * (pre > 0.5))
+    skip = x @ weights["affine_skip_connection"] if affine else 0
+    torch.testing.assert_close(c_hat, f @ weights["w_dec"] + weights["b_dec"] + skip)
