@@ -120,6 +120,15 @@ class Setting:
 
 
 @dataclass(frozen=True)
+class Method:
+    """A locate block's `method NAME [steps N]` (steps: integrated gradients' path points)."""
+
+    value: Ident
+    steps: int | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
 class BatchSize:
     value: int
     span: Span = _span()
@@ -236,6 +245,7 @@ class Layers:
 class Select:
     kind: str  # "top" | "fraction"
     value: float
+    per_family: bool = False  # `select top K per family`: each family's top K, not K in total
     span: Span = _span()
 
 
@@ -285,7 +295,7 @@ class Corpus:
 
 @dataclass(frozen=True)
 class Locate:
-    body: tuple[Setting | Names | Layers | Select, ...]
+    body: tuple[Method | Setting | Names | Layers | Select, ...]
     span: Span = _span()
 
 

@@ -645,10 +645,19 @@ class _Checker:
     def _locate(self, loc: A.Locate, task: S.Task | None) -> S.Locate:
         st = self._settings(
             loc.body,
-            {"method": A.Setting, "components": A.Names, "layers": A.Layers, "positions": A.Names, "select": A.Select, "verify": A.Setting},
+            {"method": A.Method, "components": A.Names, "layers": A.Layers, "positions": A.Names, "select": A.Select, "verify": A.Setting},
             "a locate block",
         )
         method = self.word(st["method"].value, "locate method", N.LOCATE_METHODS) if "method" in st else "attribution"
+        steps = None
+        if "method" in st and st["method"].steps is not None:
+            steps = st["method"].steps
+            if method != "integrated":
+                self.error(st["method"].span, f"`steps` belongs to `method integrated` (the points of its path), not to method '{method}'")
+            elif steps < 1:
+                self.error(st["method"].span, f"method integrated needs at least 1 step on its path, got {steps}")
+        if method == "integrated" and steps is None:
+            steps = N.INTEGRATED_STEPS
         components: list[str] = []
         if "components" not in st:
             self.error(loc.span, "locate needs `components ...`, e.g. `components heads, mlp`")
@@ -684,12 +693,14 @@ class _Checker:
             if not known:
                 self.error(loc.span, f"task '{task.name}' names no positions for locate to search; add e.g. `position end = last`")
         top = fraction = None
+        per_family = False
         if "select" not in st:
             self.error(loc.span, "locate needs `select top N` or `select fraction F`")
         else:
             sel: A.Select = st["select"]
             if sel.kind == "top":
                 top = int(sel.value)
+                per_family = sel.per_family
                 if top < 1:
                     self.error(sel.span, "select top needs at least 1")
             else:
@@ -699,7 +710,7 @@ class _Checker:
         verify = False
         if "verify" in st:
             verify = self.word(st["verify"].value, "verification", ("patching",)) == "patching"
-        return S.Locate(method, tuple(components), layers, tuple(positions), top, fraction, verify, loc.span.origin)
+        return S.Locate(method, tuple(components), layers, tuple(positions), top, fraction, verify, loc.span.origin, steps, per_family)
 
     def _ground_truth(self, gt: A.GroundTruth | None, e: A.Eval) -> S.GroundTruth:
         if gt is None:
@@ -772,6 +783,8 @@ def _key(st: object) -> str:
     """The keyword a block statement starts with."""
     if isinstance(st, (A.Setting, A.Names)):
         return st.key
+    if isinstance(st, A.Method):
+        return "method"
     return {
         A.Source: "source", A.BatchSize: "batch_size", A.Hook: "hook", A.Answer: "answer", A.Split: "split",
         A.Samples: "samples", A.Corpus: "corpus", A.Locate: "locate", A.GroundTruth: "ground_truth", A.Report: "report",

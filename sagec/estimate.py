@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sagec.plan import CORPUS_CONTEXT, CORPUS_TOKENS, Node, Plan
+from sagec.selection import pools
 
 CPU_FLOPS = 1.0e11  # measured: 2 x (896 tokens x 106e6 + 64 prompts x 28e6) in about 2 s on 2 cores
 SPARSE_CONTROL_KS = 7  # runtime.sage.control.KS has seven k values
@@ -98,9 +99,17 @@ def estimate(plan: Plan, served: Mapping[str, Sequence[str]] | None = None) -> d
         groups = 1 + (1 if task.counterfactual else 0) + len(task.attributes)
         forwards = backwards = 0
         if node.kind == "locate":
-            selected = (node.params.locate.top or 8) * groups
-            forwards = n_train * groups + (min(n_train, VERIFY_PROMPTS) * selected * 3 // 2 if node.params.locate.verify else 0)
+            loc = node.params.locate
+            selected = (loc.top or 8) * (groups - 1 if loc.per_family or loc.top is None else 1) * len(pools(loc))
+            forwards = n_train * groups + (min(n_train, VERIFY_PROMPTS) * selected * 3 // 2 if loc.verify else 0)
             backwards = n_train
+            if loc.method == "integrated":
+                # steps forward-and-backward passes per family and site group (a component of
+                # a layer: runtime/passes/locate.py groups); the layers from the config, else 30.
+                size = model_size(node)
+                layers = len(loc.layers) if loc.layers is not None else size[0] if size is not None else 30
+                extra = n_train * (groups - 1) * layers * len(loc.components) * loc.steps
+                forwards, backwards = forwards + extra, backwards + extra
         elif node.kind == "trace":
             forwards = n * groups
         elif node.kind == "ground_truth":

@@ -224,8 +224,10 @@ def _statement(st: object) -> str:
             return f"hook {literal(location)}"
         case A.Layers(layers):
             return "layers " + (rng(layers) if isinstance(layers, A.Range) else ", ".join(str(x) for x in layers))
-        case A.Select(kind, value):
-            return f"select top {int(value)}" if kind == "top" else f"select fraction {number(value)}"
+        case A.Select(kind, value, per_family):
+            return (f"select top {int(value)}" + (" per family" if per_family else "")) if kind == "top" else f"select fraction {number(value)}"
+        case A.Method(value, steps):
+            return f"method {value.name}" + (f" steps {steps}" if steps is not None else "")
         case A.Saes(refs, reconstruct):
             return "saes " + ", ".join(_sae_ref(r) for r in refs) + (f" reconstruct {reconstruct.name}" if reconstruct else "")
         case A.Baselines(items):

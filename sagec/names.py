@@ -20,7 +20,8 @@ LOCATION_COMPONENTS = COMPONENTS + READ_ONLY_COMPONENTS
 # Plural and short forms a spec may use in `locate { components ... }`.
 COMPONENT_ALIASES = {"heads": "head", "attn": "attn_out", "mlp": "mlp_out", "resid": "resid_post"}
 
-LOCATE_METHODS = ("attribution", "patching")
+LOCATE_METHODS = ("attribution", "integrated", "patching")
+INTEGRATED_STEPS = 8  # `method integrated` without `steps N`: points on the path (EAP-IG used 5 to 100)
 DICTIONARY_METHODS = ("mean", "lstsq")
 VALIDATIONS = ("sufficiency", "necessity", "control")
 RECONSTRUCTIONS = ("direct", "residual", "residual_pair")

@@ -323,6 +323,10 @@ class _ToAst(Transformer):
         return A.Setting(c[0].value, self._id(c[1]), span)
 
     @_rule
+    def locate_method(self, span, c):
+        return A.Method(self._id(c[0]), int(c[1]) if len(c) > 1 else None, span)
+
+    @_rule
     def batch_size(self, span, c):
         return A.BatchSize(int(c[0]), span)
 
@@ -455,11 +459,15 @@ class _ToAst(Transformer):
 
     @_rule
     def select_top(self, span, c):
-        return A.Select("top", int(c[0]), span)
+        return A.Select("top", int(c[0]), len(c) > 1, span)
+
+    @_rule
+    def per_family(self, span, c):
+        return True
 
     @_rule
     def select_fraction(self, span, c):
-        return A.Select("fraction", float(c[0].value), span)
+        return A.Select("fraction", float(c[0].value), False, span)
 
     @_rule
     def saes(self, span, c):

@@ -6,17 +6,25 @@ from collections.abc import Callable, Mapping
 
 from sagec.estimate import Cost
 from sagec.plan import Node, Plan
+from sagec.selection import describe
 
 
-def _summary(node: Node) -> str:
+def _families(plan: Plan, node: Node) -> int:
+    """The twin families a locate node ranks with: the task's counterfactual and each attribute's twin."""
+    task = next(n.params.task for n in plan.upstream(node.id) if n.kind == "sample")
+    return (1 if task.counterfactual else 0) + len(task.attributes)
+
+
+def _summary(node: Node, plan: Plan) -> str:
     p = node.params
     if node.kind == "sample":
         t = p.task
         return f"{t.samples} prompts of task {t.name}, seed {t.seed}, split {t.split.train:g}/{t.split.test:g}" + (f" by {', '.join(t.split.by)}" if t.split.by else "")
     if node.kind == "locate":
         loc = p.locate
-        pick = f"top {loc.top}" if loc.top is not None else f"above {loc.fraction:g} of the total"
-        return f"{loc.method} over {', '.join(loc.components)} at {', '.join(loc.positions)}; {pick}" + ("; verified by patching" if loc.verify else "")
+        method = f"integrated gradients ({loc.steps} steps)" if loc.method == "integrated" else loc.method
+        return (f"{method} over {', '.join(loc.components)} at {', '.join(loc.positions)}; {describe(loc, _families(plan, node))}"
+                + ("; verified by patching" if loc.verify else ""))
     if node.kind == "trace":
         return f"activations at the located cross-sections on model {p.model.name}"
     if node.kind == "ground_truth":
@@ -54,7 +62,7 @@ def render_text(plan: Plan, costs: Mapping[str, Cost], cached: Callable[[str], b
         state = "cached" if hit else _state(c)
         work = "" if hit or (c.forwards == 0 and c.backwards == 0) else f", {'at most ' if c.after_locate == 'unresolved' else ''}{c.forwards} fwd + {c.backwards} bwd prompt-passes, ~{_seconds(c.seconds)}"
         lines.append(f"  {i:>2}. {node.id}  [{state}{work}]  key {node.key[:12]}")
-        lines.append(f"      {_summary(node)}")
+        lines.append(f"      {_summary(node, plan)}")
         if not hit and c.after_locate == "runs" and node.kind == "score":
             lines.append(f"      serves {', '.join(c.serves)}")
         if node.inputs:

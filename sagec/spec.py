@@ -229,10 +229,12 @@ class Locate:
     components: tuple[str, ...]  # sagec.names.COMPONENTS
     layers: tuple[int, ...] | None  # None: every layer of the model
     positions: tuple[str, ...]  # names of task positions
-    top: int | None  # select the top k ...
-    fraction: float | None  # ... or those above this fraction of total |attribution|
+    top: int | None  # select the top k (in total, or per family) ...
+    fraction: float | None  # ... or those above this fraction of a family's total |attribution|
     verify: bool  # run real activation patching on the selection and a margin below it
     origin: Origin
+    steps: int | None = None  # `method integrated`: points on the path from the twin to the clean activations
+    per_family: bool = False  # `select top k per family`: the union of each twin family's top k
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,14 @@ def test_the_base_spec_resolves(tmp_path):
     assert task.origin == S.Origin(str(tmp_path / "spec.sage"), 3, 1)
 
 
+def test_locate_method_steps_and_selection_scope(tmp_path):
+    plain = checked(BASE, tmp_path).evals[0].locate
+    assert (plain.method, plain.steps, plain.top, plain.per_family) == ("attribution", None, 4, False)  # top 4 in total
+    integrated = checked(mutate("select top 4", "method integrated select top 4 per family"), tmp_path).evals[0].locate
+    assert (integrated.method, integrated.steps, integrated.per_family) == ("integrated", 8, True)  # the default path
+    assert checked(mutate("select top 4", "method integrated steps 3 select top 4"), tmp_path).evals[0].locate.steps == 3
+
+
 def test_shipped_specs_check_cleanly():
     for path in SPECS.glob("*.sage"):
         spec = load_spec(path)
@@ -173,6 +181,8 @@ CASES = [
     ),
     ("position-cycle", "position end = last", "position end = last position a = b + 1 position b = a", "defined in terms of itself", "a\n", None),
     ("bad-hook", '"blocks.{{l}}.hook_resid_pre" }', '"blocks.{{l}}.hook_resid_pre" hook "resid_pr {{l}}" }', "bad hook", '"resid_pr', "did you mean 'resid_pre'?"),
+    ("integrated-no-steps", "select top 4", "method integrated steps 0 select top 4", "needs at least 1 step on its path, got 0", "method integrated", None),
+    ("steps-without-integrated", "select top 4", "method attribution steps 4 select top 4", "`steps` belongs to `method integrated`", "method attribution", None),
     ("setting-in-wrong-block", "select top 4", "select top 4 verify sometimes", "unknown verification 'sometimes'", "sometimes", None),
     ("missing-samples", "  samples 16 seed 1\n", "", "needs `samples N`", "t {", None),
     ("reserved-variable", '  var place in ["x", "y"]', '  var place in ["x", "y"]\n  var template in [1, 2]', "'template' is reserved", "template in", None),

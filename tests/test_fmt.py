@@ -94,10 +94,11 @@ locates = st.builds(
     A.Locate,
     st.lists(
         st.one_of(
-            setting("method", "verify"),
+            setting("verify"),
+            st.builds(A.Method, idents, maybe(naturals)),
             keyed_names("components", "positions"),
             st.builds(A.Layers, st.one_of(ranges, st.lists(naturals, min_size=1, max_size=3).map(tuple))),
-            st.builds(A.Select, st.just("top"), naturals),
+            st.builds(A.Select, st.just("top"), naturals, st.booleans()),
             st.builds(A.Select, st.just("fraction"), fractions),
         ),
         max_size=5,

@@ -148,3 +148,21 @@ def test_two_evals_on_one_model_and_task_share_sample_and_trace():
     assert len(p.by_kind("sample")) == 1 and len(p.by_kind("trace")) == 1
     assert set(p.node("trace[tiny/ioi]").inputs) == {"sample[ioi@tiny]", "locate[gt]", "locate[gt2]"}
     assert len(p.by_kind("locate")) == 2
+
+
+def test_the_plan_says_how_many_cross_sections_locate_selects_and_why():
+    from sagec.estimate import estimate
+    from sagec.plan_text import render_text
+
+    def text(**change) -> str:
+        spec = make_spec()
+        ev = dataclasses.replace(spec.evals[0], locate=dataclasses.replace(spec.evals[0].locate, **change))
+        p = lower(dataclasses.replace(spec, evals=(ev,)), versions=VERSIONS)
+        return render_text(p, estimate(p), lambda key: False)
+
+    # the task has a counterfactual and two attributes: three twin families
+    assert "4 cross-sections selected: top 4 in total by attribution, interleaving 3 twin families" in text()
+    assert "up to 12 cross-sections selected: top 4 per family by attribution, the union over 3 twin families" in text(per_family=True)
+    both = text(components=("head", "resid_post"))
+    assert "4 cross-sections selected" in both and "4 residual-stream cross-sections selected (ranked apart" in both
+    assert "integrated gradients (8 steps) over head, mlp_out" in text(method="integrated", steps=8)

@@ -52,7 +52,7 @@ sae pre {
 eval paired {
   model tiny
   task ioi
-  locate { method attribution  components heads, mlp  positions end  select top 6 }
+  locate { method attribution  components heads, mlp  positions end  select top 6 per family }
   saes pair[*], pre reconstruct residual_pair
   saes pair[1] reconstruct residual
   report "runs/paired" as json
@@ -60,7 +60,7 @@ eval paired {
 eval alone {
   model tiny
   task ioi
-  locate { method attribution  components heads, mlp  positions end  select top 6 }
+  locate { method attribution  components heads, mlp  positions end  select top 6 per family }
   saes pair[2] reconstruct residual_pair
   report "runs/alone" as json
 }

@@ -36,7 +36,7 @@ def test_attribution_agrees_with_real_patching_on_the_top_candidates(tiny):
     ctx = Context(None, Reporter("quiet"))
     locations = locate.candidates(("head", "mlp_out"), None, loaded.arch)
     rows = list(ps.indices("train"))[:128]
-    scores = locate.attribution(ctx, loaded, ps, rows, locations, ["end"])["counterfactual"]
+    scores = locate.attribution(ctx, loaded, ps, rows, locations, ["end"])[0]["counterfactual"]
     top = sorted(range(len(locations)), key=lambda i: -abs(float(scores[i])))[:5]
     sites = [CrossSection(locations[i], "end") for i in top]
     effects = locate.patch_effects(ctx, loaded, ps, rows[:64], sites, {s: "counterfactual" for s in sites})

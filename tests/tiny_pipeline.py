@@ -38,7 +38,7 @@ sae res[l] for l in 0..2 {
 eval tiny_gt {
   model tiny
   task ioi
-  locate { method attribution  components heads, mlp  positions end  select top 2 }
+  locate { method attribution  components heads, mlp  positions end  select top 2 per family }
   ground_truth { method mean  validate sufficiency, necessity, control }
   saes SAES reconstruct residual
   score sufficiency, necessity, control, interpretability

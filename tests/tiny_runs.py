@@ -41,7 +41,7 @@ def finished(seed: int = 0) -> Run:
     project.mkdir()
     spec = make_project(project)
     text = spec.read_text()
-    for old, new in (("samples 32 seed 0", f"samples 32 seed {seed}"), ("select top 2 }", "select top 2  verify patching }"), ("as json", "as html, json"), ("  score ", "  baselines pca, neurons, random, pca 4\n  score ")):
+    for old, new in (("samples 32 seed 0", f"samples 32 seed {seed}"), ("select top 2 per family }", "select top 2 per family  verify patching }"), ("as json", "as html, json"), ("  score ", "  baselines pca, neurons, random, pca 4\n  score ")):
         assert old in text, f"tests/tiny_pipeline.py's spec changed: {old!r} is gone"
         text = text.replace(old, new)
     spec.write_text(text)

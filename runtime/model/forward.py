@@ -141,6 +141,47 @@ def patched_logits(
     return _unsort(torch.cat(out), order)
 
 
+def patched_gradients(
+    loaded: LoadedModel,
+    token_ids: Sequence[Sequence[int]],
+    patches: Sequence[Patch],
+    metric_fn: MetricFn,
+    batch_size: int | None = None,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The metric (N,) with every patch applied, and d metric / d each patch's written values,
+    shaped like the values (N, width): the gradient at the patched point, which integrated
+    gradients averages along a path (runtime/passes/locate.py).
+
+    The written values are made leaves of the graph, so the gradient is that of the value the
+    write puts at the site, whatever the component (a replaced tensor has no gradient at the
+    replaced entries; the written value does)."""
+    _check_patches(loaded, token_ids, patches)
+    if loaded.spec.remote is not None:
+        raise ValueError("gradients at patched values need the model here; a remote model's graph stays on the server")
+    order, batches = _batches(token_ids, batch_size or loaded.batch_size)
+    model = loaded.model
+    positions = [torch.as_tensor(p.positions, dtype=torch.long) for p in patches]
+    metrics, grads = [], [[] for _ in patches]
+    with _frozen(model._module):
+        for rows in batches:
+            padded = pad_left([token_ids[i] for i in rows], _pad_id(loaded))
+            writes = _writes(patches, positions, rows, padded, loaded)
+            leaves = [w.values.detach().clone().requires_grad_(True) for w in writes]
+            writes = [Write(w.location, w.positions, leaf, w.rows) for w, leaf in zip(writes, leaves, strict=True)]
+            ids, kwargs = _inputs(padded, loaded)
+            row_index = torch.as_tensor(rows, dtype=torch.long)
+            with model.trace(ids, **kwargs):
+                access(model, loaded.arch, (), writes)
+                metric = metric_fn(model.output.logits[:, -1], row_index)
+                with metric.sum().backward():
+                    pass
+                metric = metric.detach().save()
+            metrics.append(metric.float().cpu())
+            for out, leaf in zip(grads, leaves, strict=True):
+                out.append(leaf.grad.float().cpu() if leaf.grad is not None else torch.zeros_like(leaf, dtype=torch.float32).cpu())
+    return _unsort(torch.cat(metrics), order), [_unsort(torch.cat(g), order) for g in grads]
+
+
 @dataclass(frozen=True)
 class PrefixCache:
     """The clean key/value cache of every prompt without its final token, per batch."""

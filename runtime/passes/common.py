@@ -67,6 +67,13 @@ def patched_logits(ctx, loaded, prompts: Sequence[Prompt], patches: Sequence[for
     return _fitting(ctx, loaded, lambda b: forward.patched_logits(loaded, token_ids(prompts), patches, batch_size=b))
 
 
+def patched_gradients(ctx, loaded, prompts: Sequence[Prompt], patches: Sequence[forward.Patch]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    ctx.count("forward", len(prompts))
+    ctx.count("backward", len(prompts))
+    metric = metric_of(prompts)
+    return _fitting(ctx, loaded, lambda b: forward.patched_gradients(loaded, token_ids(prompts), patches, metric, batch_size=b))
+
+
 def prefix_cache(ctx, loaded, prompts: Sequence[Prompt]) -> forward.PrefixCache:
     ctx.count("forward", len(prompts))  # the prefix is one forward of everything but the last token
     return _fitting(ctx, loaded, lambda b: forward.prefix_cache(loaded, token_ids(prompts), batch_size=b))

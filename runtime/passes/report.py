@@ -27,7 +27,7 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     corpus = next((a.meta["corpus"] for a in rest if "corpus" in a.meta), None)
     texts = [a.meta["text"] for a in rest if "text" in a.meta]
     ev = params.eval
-    candidates = sorted(locate.meta["candidates"], key=lambda c: -max(abs(v) for v in c["attribution"].values()))
+    candidates = sorted(locate.meta["candidates"], key=lambda c: -max(abs(v) for v in c.get("integrated", c["attribution"]).values()))
     results = {
         "schema": RESULTS_SCHEMA,
         "eval": ev.name,
@@ -40,7 +40,11 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
             "method": locate.meta["method"],
             "families": locate.meta["families"],
             "selected": locate.meta["selected"],
+            "steps": locate.meta["steps"],
+            "selection": locate.meta["selection"],
             "attribution_patching_spearman": locate.meta["attribution_patching_spearman"],
+            "integrated_patching_spearman": locate.meta["integrated_patching_spearman"],
+            "agreement_by_pool": locate.meta["agreement_by_pool"],
             "verified_on_prompts": locate.meta["verified_on_prompts"],
             "candidates": candidates,
         },

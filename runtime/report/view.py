@@ -285,11 +285,13 @@ def _locate(locate: dict) -> dict:
             cells[key] = Cell(value_of(c), tip_of(c), c["selected"])
         return cells
 
+    # The maps show what the method ranked by: integrated gradients under `method integrated`.
+    field, score_name = ("integrated", "integrated gradients") if locate.get("method") == "integrated" else ("attribution", "attribution")
     maps = []
     for family in locate["families"]:
-        scale = max((abs(c["attribution"].get(family) or 0.0) for c in candidates), default=0.0)
-        cells = grid(lambda c: c["attribution"].get(family), lambda c: f"{c['site']}: attribution {svg.fmt(c['attribution'].get(family))} ({family}){'; selected' if c['selected'] else ''}")
-        maps.append({"family": family, "scale": scale, "svg": svg.heatmap(rows, columns, cells, label=f"attribution, {family}", shade=lambda v, s=scale: svg.diverging(v, s), column_groups=groups, column_labels=labels)})
+        scale = max((abs(c[field].get(family) or 0.0) for c in candidates), default=0.0)
+        cells = grid(lambda c: c[field].get(family), lambda c: f"{c['site']}: {score_name} {svg.fmt(c[field].get(family))} ({family}){'; selected' if c['selected'] else ''}")
+        maps.append({"family": family, "scale": scale, "svg": svg.heatmap(rows, columns, cells, label=f"{score_name}, {family}", shade=lambda v, s=scale: svg.diverging(v, s), column_groups=groups, column_labels=labels)})
     verified = [c for c in candidates if c["patching"] is not None]
     patching = None
     if verified:
@@ -297,7 +299,7 @@ def _locate(locate: dict) -> dict:
         cells = {k: v for k, v in grid(lambda c: c["patching"], lambda c: f"{c['site']}: patching effect {svg.fmt(c['patching'])} with the {c['family']} twin" if c["patching"] is not None else f"{c['site']}: not verified").items()}
         patching = {"scale": scale, "svg": svg.heatmap(rows, columns, cells, label="patching effect", shade=lambda v: svg.diverging(v, scale), column_groups=groups, column_labels=labels)}
     selected = [c for c in candidates if c["selected"]]
-    return {"maps": maps, "patching": patching, "selected": selected, "verified": len(verified)}
+    return {"maps": maps, "patching": patching, "selected": selected, "verified": len(verified), "score_name": score_name}
 
 
 # --- supervised dictionaries ------------------------------------------------------------------
