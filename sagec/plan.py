@@ -35,7 +35,7 @@ PASS_VERSIONS = {
     "score": 5,  # 2: results keyed by the spec's SAE name (zoo SAEs' own as zoo_name); 3: as ground_truth 2; 4: residual_pair; 5: TransformerLens preprocessing (centring)
     "baseline": 1,
     "corpus": 1,
-    "text": 1,
+    "text": 1,  # 1: ce_loss_score, kl_div_score, explained variance, L0, dead fraction on a corpus (METHOD.md section 8)
     "report": 4,  # 2: seeds recorded; 3: as ground_truth 2; 4: baselines
 }
 PASS_ORDER = tuple(PASS_VERSIONS)

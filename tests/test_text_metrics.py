@@ -311,3 +311,18 @@ def test_fmt_keeps_the_corpus_line(tmp_path):
     (tmp_path / "c.txt").write_text("a text\n")
     text = open(_write(tmp_path, "ce_loss_score", 'corpus "c.txt"')).read()
     assert 'corpus "c.txt"' in format_source(text)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gemma3"])
+def test_replaying_the_layers_below_the_hook_changes_no_number(family, tmp_path, monkeypatch):
+    """The spliced and ablated forwards replay the clean forward's output of the layers below the
+    hook instead of recomputing them (runtime/model/splice.skipped_below)."""
+    from contextlib import nullcontext
+
+    loaded = _loaded(family, tmp_path)
+    sae = _sae(loaded, "half", Location("resid_post", 2))
+    replayed = text_pass.measure(loaded, sae, WINDOWS).estimates()
+    monkeypatch.setattr(text_pass, "skipped_below", lambda *a: nullcontext())
+    recomputed = text_pass.measure(loaded, sae, WINDOWS).estimates()
+    for name, e in recomputed.items():
+        assert replayed[name].value == pytest.approx(e.value, rel=1e-6, abs=1e-9), name

@@ -104,3 +104,58 @@ def spliced(hf_model: Any, arch: Any, location: Location, replace: Replace, sour
         for h in handles:
             h.remove()
         pre.clear()
+
+
+class Recorded:
+    """What `recorded_below` saw: the output of the decoder layer before the hook's (or None)."""
+
+    value: Any = None
+
+
+@contextmanager
+def recorded_below(hf_model: Any, arch: Any, layer: int) -> Iterator[Recorded]:
+    """While open, records the output of decoder layer `layer - 1` (all that layer `layer` reads
+    of the layers before it), for `skipped_below` to replay in the next forwards of the batch."""
+    rec = Recorded()
+    if layer == 0:
+        yield rec
+        return
+    below = hf_model.get_submodule(arch.family.layers)[layer - 1]
+
+    def keep(module, args, out):
+        rec.value = out
+
+    handle = below.register_forward_hook(keep)
+    try:
+        yield rec
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def skipped_below(hf_model: Any, arch: Any, layer: int, output: Any) -> Iterator[None]:
+    """While open, decoder layers 0 .. `layer - 1` are not run: each returns a copy of `output`,
+    layer `layer - 1`'s output recorded on the same batch (`recorded_below`). A splice at layer
+    `layer` changes nothing before it, so the spliced and ablated forwards of the text metrics
+    need not recompute what the clean one did: on a deep hook most of the model."""
+    if layer == 0 or output is None:
+        yield
+        return
+    skipped = list(hf_model.get_submodule(arch.family.layers)[:layer])
+
+    def replay(*args: Any, **kwargs: Any) -> Any:
+        return tuple(o.clone() if torch.is_tensor(o) else o for o in output) if isinstance(output, tuple) else output.clone()
+
+    # An instance attribute, which nn.Module.__call__ finds first. nnsight keeps its own wrapper
+    # there on the models it loads: put back whatever was there.
+    saved = [module.__dict__.get("forward") for module in skipped]
+    for module in skipped:
+        module.forward = replay
+    try:
+        yield
+    finally:
+        for module, old in zip(skipped, saved, strict=True):
+            if old is None:
+                del module.forward
+            else:
+                module.forward = old

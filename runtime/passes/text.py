@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from runtime.model.forward import pad_left
-from runtime.model.splice import SPLICEABLE, spliced
+from runtime.model.splice import SPLICEABLE, recorded_below, skipped_below, spliced
 from runtime.passes import common
 from runtime.passes.corpus import windows_of
 from runtime.saes import preprocessing
@@ -108,7 +108,9 @@ def _batch(hf, loaded, sae, rows, texts, pad, device, tally: Tally) -> None:
     scored = scored.to(device)
     text_of = texts[:, None].expand_as(padded.input_ids).to(device)
 
-    clean = hf(**kwargs).logits
+    layer = sae.location.layer
+    with recorded_below(hf, loaded.arch, layer) as below:
+        clean = hf(**kwargs).logits
     clean_logp = torch.log_softmax(clean.float(), dim=-1)
     ce_mask = scored[:, :-1]
     tally.add("ce_clean", text_of[:, :-1][ce_mask].cpu(), token_ce(clean, ids)[ce_mask].cpu())
@@ -138,7 +140,8 @@ def _batch(hf, loaded, sae, rows, texts, pad, device, tally: Tally) -> None:
         return torch.where(scored[..., None], torch.zeros((), dtype=a.dtype, device=a.device), a)
 
     for name, replace in (("sae", reconstruct), ("ablated", zero)):
-        with spliced(hf, loaded.arch, sae.location, replace, source=getattr(sae, "input_location", None)):
+        # the layers before the hook's compute what they did in the clean forward: replayed
+        with skipped_below(hf, loaded.arch, layer, below.value), spliced(hf, loaded.arch, sae.location, replace, source=getattr(sae, "input_location", None)):
             logits = hf(**kwargs).logits
         tally.add(f"ce_{name}", text_of[:, :-1][ce_mask].cpu(), token_ce(logits, ids)[ce_mask].cpu())
         tally.add(f"kl_{name}", text_of[scored].cpu(), token_kl(clean_logp, logits)[scored].cpu())
