@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 from sae_lens import (
+    AbsTopKSAE,
+    AbsTopKSAEConfig,
     BatchTopKTrainingSAE,
     BatchTopKTrainingSAEConfig,
     GatedSAE,
@@ -25,6 +27,8 @@ from sae_lens import (
     JumpReLUSkipTranscoderConfig,
     JumpReLUTranscoder,
     JumpReLUTranscoderConfig,
+    MatchingPursuitSAE,
+    MatchingPursuitSAEConfig,
     MatryoshkaBatchTopKTrainingSAE,
     MatryoshkaBatchTopKTrainingSAEConfig,
     SkipTranscoder,
@@ -94,6 +98,7 @@ BUILDERS = {
     "batchtopk": (lambda m, d=D: BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(d_in=d, d_sae=3 * d, k=4, metadata=m)), _batch, "jumprelu", RESID),
     "matryoshka_batchtopk": (lambda m, d=D: MatryoshkaBatchTopKTrainingSAE(MatryoshkaBatchTopKTrainingSAEConfig(
         d_in=d, d_sae=3 * d, k=4, matryoshka_widths=[d // 2, 3 * d // 2, 3 * d], metadata=m)), _batch, "jumprelu", RESID),
+    "matching_pursuit": (lambda m, d=D: MatchingPursuitSAE(MatchingPursuitSAEConfig(d_in=d, d_sae=3 * d, metadata=m)), _inference, "matching_pursuit", RESID),
     "transcoder": (_tc(TranscoderConfig, Transcoder), _inference, "transcoder", MLP),
     "skip_transcoder": (_tc(SkipTranscoderConfig, SkipTranscoder), _inference, "skip_transcoder", MLP),
     "jumprelu_transcoder": (_tc(JumpReLUTranscoderConfig, JumpReLUTranscoder), _inference, "jumprelu_transcoder", MLP),
@@ -293,3 +298,15 @@ def test_a_gemma_scope_2_transcoder_loads_offline_through_sae_lens_s_own_loader(
     torch.testing.assert_close(f, pre * (pre > 0.5))
     skip = x @ weights["affine_skip_connection"] if affine else 0
     torch.testing.assert_close(c_hat, f @ weights["w_dec"] + weights["b_dec"] + skip)
+
+
+def test_architectures_sagec_cannot_evaluate_are_refused_with_the_reason(tmp_path):
+    AbsTopKSAE(AbsTopKSAEConfig(d_in=D, d_sae=3 * D, k=4, metadata=SAEMetadata(**RESID))).save_model(str(tmp_path / "abs"))
+    from sae_lens import TemporalSAE, TemporalSAEConfig
+
+    TemporalSAE(TemporalSAEConfig(d_in=D, d_sae=3 * D, n_heads=2, bottleneck_factor=2, metadata=SAEMetadata(**RESID))).save_model(str(tmp_path / "temporal"))
+    for load in (load_sae, describe_sae):
+        with pytest.raises(SpecError, match=r"SAE s is a sae_lens 'abstopk' SAE, which sagec cannot evaluate: its latents fire with either sign"):
+            load(path_sae(tmp_path / "abs"), ARCH)
+        with pytest.raises(SpecError, match=r"'temporal' SAE, which sagec cannot evaluate: it encodes a token from the whole sequence"):
+            load(path_sae(tmp_path / "temporal"), ARCH)

@@ -419,7 +419,17 @@ def describe_sae(sae: Sae, architecture: Architecture | None = None) -> SaeDescr
     return _describe(sae, d_in, d_sae, kind, metadata, architecture, int(d_out) if d_out is not None else None)
 
 
+# sae_lens architectures the score pass cannot evaluate, and why (every other one goes through
+# sae_lens's own encode and decode).
+UNSUPPORTED_ARCHITECTURES = {
+    "abstopk": "its latents fire with either sign (AbsTopK keeps the k largest in magnitude), and sagec's metrics read a latent as active where it is positive",
+    "temporal": "it encodes a token from the whole sequence before it (attention over the context), and sagec reads activations at named positions only",
+}
+
+
 def _describe(sae: Sae, d_in: int, d_sae: int, kind: str, metadata: Any, architecture: Architecture | None, d_out: int | None = None) -> SaeDescription:
+    if kind in UNSUPPORTED_ARCHITECTURES:
+        raise SpecError.at(sae.origin, f"SAE {sae.name} is a sae_lens {kind!r} SAE, which sagec cannot evaluate: {UNSUPPORTED_ARCHITECTURES[kind]}")
     if d_out is not None or "transcoder" in kind:
         return _describe_transcoder(sae, d_in, d_sae, kind, metadata, architecture, d_out)
     location, layer, hook, all_heads = _where(sae, metadata, architecture)
