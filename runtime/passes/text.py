@@ -112,11 +112,11 @@ def _batch(hf, loaded, sae, rows, texts, pad, device, tally: Tally) -> None:
     with recorded_below(hf, loaded.arch, layer) as below:
         clean = hf(**kwargs).logits
     clean_logp = torch.log_softmax(clean.float(), dim=-1)
+    del clean
     ce_mask = scored[:, :-1]
-    tally.add("ce_clean", text_of[:, :-1][ce_mask].cpu(), token_ce(clean, ids)[ce_mask].cpu())
+    tally.add("ce_clean", text_of[:, :-1][ce_mask].cpu(), token_ce(clean_logp, ids)[ce_mask].cpu())
     tally.add("ce_tokens", text_of[:, :-1][ce_mask].cpu(), torch.ones(int(ce_mask.sum())))
     tally.add("kl_tokens", text_of[scored].cpu(), torch.ones(int(scored.sum())))
-    del clean
 
     def reconstruct(a: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
         x = a[scored]
@@ -142,7 +142,7 @@ def _batch(hf, loaded, sae, rows, texts, pad, device, tally: Tally) -> None:
     for name, replace in (("sae", reconstruct), ("ablated", zero)):
         # the layers before the hook's compute what they did in the clean forward: replayed
         with skipped_below(hf, loaded.arch, layer, below.value), spliced(hf, loaded.arch, sae.location, replace, source=getattr(sae, "input_location", None)):
-            logits = hf(**kwargs).logits
-        tally.add(f"ce_{name}", text_of[:, :-1][ce_mask].cpu(), token_ce(logits, ids)[ce_mask].cpu())
-        tally.add(f"kl_{name}", text_of[scored].cpu(), token_kl(clean_logp, logits)[scored].cpu())
-        del logits
+            logp = torch.log_softmax(hf(**kwargs).logits.float(), dim=-1)
+        tally.add(f"ce_{name}", text_of[:, :-1][ce_mask].cpu(), token_ce(logp, ids)[ce_mask].cpu())
+        tally.add(f"kl_{name}", text_of[scored].cpu(), token_kl(clean_logp, logp)[scored].cpu())
+        del logp

@@ -41,15 +41,14 @@ SCORES = ("ce_loss_score", "kl_div_score", "explained_variance", "l0", "dead_fra
 RAW = ("ce_loss_without_sae", "ce_loss_with_sae", "ce_loss_with_ablation", "kl_div_with_sae", "kl_div_with_ablation")
 
 
-def token_ce(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """(B, T-1) cross-entropy of each next token: position t predicts ids[:, t+1]."""
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    return -logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
+def token_ce(logp: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """(B, T-1) cross-entropy of each next token from log-probabilities (B, T, V): position t
+    predicts ids[:, t+1]."""
+    return -logp[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1)
 
 
-def token_kl(clean_logp: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+def token_kl(clean_logp: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
     """(B, T) KL(clean || new) of the next-token distributions at every position."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
     return torch.nn.functional.kl_div(logp, clean_logp, reduction="none", log_target=True).sum(-1)
 
 
@@ -60,9 +59,9 @@ class Tally:
     n_texts: int
     d_in: int
     d_sae: int
-    sums: dict[str, torch.Tensor] = field(default_factory=dict)
-    x_sum: torch.Tensor = None  # (n_texts, d_in)
-    alive: torch.Tensor = None  # (d_sae,) bool
+    sums: dict[str, torch.Tensor] = field(init=False)  # name -> (n_texts,)
+    x_sum: torch.Tensor = field(init=False)  # (n_texts, d_in)
+    alive: torch.Tensor = field(init=False)  # (d_sae,) bool
 
     def __post_init__(self) -> None:
         names = ("ce_clean", "ce_sae", "ce_ablated", "ce_tokens", "kl_sae", "kl_ablated", "kl_tokens",
