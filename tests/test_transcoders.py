@@ -185,14 +185,15 @@ task ioi {
 sae mlp[l] for l in 0..2 {
   source path "mlp{{l}}"
 }
-sae topk {
+sae zoo_topk {
   source zoo "tiny-ioi/topk-k8/resid_post.1"
 }
+KINDS
 eval e {
   model tiny
   task ioi
   locate { method attribution  components mlp  positions end  select top 3 }
-  saes mlp[*], topk
+  saes mlp[*], zoo_topk, ALL
   score sufficiency, necessity, explained_variance
   report "out" as json
 }
@@ -230,14 +231,20 @@ def test_on_tiny_ioi_a_transcoder_from_its_own_mlp_scores_beside_a_residual_sae(
     """tiny-ioi's MLPs use GELU, which no sae_lens transcoder (ReLU or JumpReLU) reproduces, so
     the transcoder built from each MLP (its encoder c_fc, ReLU in GELU's place, the decoder
     refit to the MLP's outputs) is close, not exact: it is scored direct at its own layer's MLP
-    output, a residual SAE at resid_post 1 beside it."""
+    output, a residual SAE at resid_post 1 beside it, and a (random) fixture of every other
+    architecture at layer 1."""
     import runtime.zoo  # noqa: F401  (registers the zoo)
     from runtime.zoo import resolve_model
 
     for layer in range(3):
         mlp_transcoder(resolve_model("tiny-ioi"), layer, tmp_path / f"mlp{layer}", d=64)
         fit_decoder(resolve_model("tiny-ioi"), tmp_path / f"mlp{layer}", layer)
-    (tmp_path / "t.sage").write_text(TINY_IOI)
+    blocks = []
+    for kind in BUILDERS:
+        build(kind, tmp_path / kind, seed=2, d=64)
+        blocks.append(f'sae {sae_name(kind)} {{\n  source path "{kind}"\n}}')
+    names = ", ".join(sae_name(k) for k in BUILDERS)
+    (tmp_path / "t.sage").write_text(TINY_IOI.replace("KINDS", "\n".join(blocks)).replace("ALL", names))
     summary = run_spec(load_spec(str(tmp_path / "t.sage")), cache_dir=tmp_path / "cache", out_dir=tmp_path / "out", reporter=Reporter("quiet"))
     results = json.loads(summary.results["e"].read_text())
     located = results["ground_truth"]["sites"]
@@ -247,4 +254,10 @@ def test_on_tiny_ioi_a_transcoder_from_its_own_mlp_scores_beside_a_residual_sae(
         assert entry["sites"] == [f"mlp_out {layer}@end"] and entry["variant_per_site"] == {f"mlp_out {layer}@end": "direct"}
         assert value(entry["scores"]["per_site"][f"mlp_out {layer}@end"], "explained_variance") > 0.9, layer
         assert isinstance(value(entry["scores"], "sufficiency"), float)
-    assert results["saes"]["topk"]["variant_per_site"] == {"mlp_out 1@end": "residual"}
+    assert results["saes"]["zoo_topk"]["variant_per_site"] == {"mlp_out 1@end": "residual"}
+    for kind in BUILDERS:
+        entry = results["saes"][sae_name(kind)]
+        assert entry["sae"]["architecture"] == BUILDERS[kind][2]
+        assert entry["variant_per_site"] == {"mlp_out 1@end": "direct" if "transcoder" in kind else "residual"}, kind
+        numbers = [value(entry["scores"], m) for m in ("sufficiency", "necessity")] + [value(entry["scores"]["per_site"]["mlp_out 1@end"], "explained_variance")]
+        assert all(isinstance(v, float) and v == v for v in numbers), (kind, numbers)
