@@ -326,3 +326,38 @@ def test_replaying_the_layers_below_the_hook_changes_no_number(family, tmp_path,
     recomputed = text_pass.measure(loaded, sae, WINDOWS).estimates()
     for name, e in recomputed.items():
         assert replayed[name].value == pytest.approx(e.value, rel=1e-6, abs=1e-9), name
+
+
+def test_the_same_numbers_as_sae_lens_own_evals(gpt2):
+    """sae_lens's `get_recons_loss` (sae_lens/evals.py) on the same weights as a TransformerLens
+    model, with the first token (BOS) as its ignored special token: the clean and spliced
+    cross-entropies and the spliced KL agree token for token. (Its ablation also zeroes BOS,
+    where sagec neither splices nor ablates, so the ablated ones differ by design.)"""
+    from sae_lens import StandardSAE, StandardSAEConfig
+    from sae_lens.evals import get_recons_loss
+    from sae_lens.saes.sae import SAEMetadata
+    from sae_lens.training.activation_scaler import ActivationScaler
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
+
+    hf = gpt2.model._module
+    c = hf.config
+    cfg = HookedTransformerConfig(n_layers=c.n_layer, d_model=c.n_embd, d_head=c.n_embd // c.n_head, n_heads=c.n_head, d_mlp=4 * c.n_embd,
+                                  d_vocab=c.vocab_size, n_ctx=c.n_positions, act_fn="gelu_new", normalization_type="LN", default_prepend_bos=False)
+    tl = HookedTransformer(cfg)
+    tl.load_state_dict(convert_gpt2_weights(hf, cfg), strict=False)
+    tl.eval()
+    torch.manual_seed(1)
+    sae = StandardSAE(StandardSAEConfig(d_in=c.n_embd, d_sae=64, metadata=SAEMetadata(hook_name="blocks.1.hook_resid_post")))
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.normal_(0, 0.3)
+    windows = [[2, 4, 5, 6, 7, 8, 9], [2, 11, 12, 13, 14, 15, 16], [2, 17, 18, 19, 20, 4, 5]]  # BOS first, nowhere else
+    theirs = get_recons_loss(sae.eval(), tl, ActivationScaler(), torch.tensor(windows), compute_kl=True, compute_ce_loss=True, ignore_tokens=[2])
+    keep = torch.tensor(windows) != 2
+    mean = {k: float(v[keep[:, : v.shape[1]]].mean()) for k, v in theirs.items()}  # as get_downstream_reconstruction_metrics masks
+    ours = text_pass.measure(gpt2, SimpleNamespace(sae=sae, preprocessing=NONE, d_in=c.n_embd, d_sae=64, location=Location("resid_post", 1)),
+                             windows).estimates()
+    for name in ("ce_loss_without_sae", "ce_loss_with_sae", "kl_div_with_sae"):
+        assert ours[name].value == pytest.approx(mean[name], rel=1e-4), name
+    assert abs(mean["kl_div_with_sae"]) > 1e-3  # the SAE does change the model
