@@ -123,6 +123,8 @@ def test_valid_pretrained_name_offline_says_no_hub(monkeypatch, tmp_path):
         ("blocks.11.hook_resid_post", None, Location("resid_post", 11)),
         ("blocks.2.hook_attn_out", None, Location("attn_out", 2)),
         ("blocks.2.hook_mlp_out", None, Location("mlp_out", 2)),
+        ("blocks.2.hook_mlp_in", None, Location("mlp_in", 2)),
+        ("blocks.5.mlp.hook_in", None, Location("mlp_in", 5)),
         ("blocks.4.attn.hook_z", 3, Location("head_z", 4, 3)),
         ("blocks.4.attn.hook_result", 1, Location("head", 4, 1)),
     ],
@@ -153,6 +155,14 @@ def test_every_head_z_is_no_single_location_but_sites_spell_it_out():
         ("model.layers.5.post_feedforward_layernorm", GEMMA2, Location("mlp_out", 5)),
         ("model.layers.5.mlp", GEMMA2, None),  # normalised before it is added: not mlp_out
         ("transformer.h.3.ln_1", None, None),
+        # the MLP's input: its norm's output, or the MLP module's input; `.output` names an output
+        ("transformer.h.3.ln_2", None, Location("mlp_in", 3)),
+        ("transformer.h.3.mlp.input", None, Location("mlp_in", 3)),
+        ("model.layers.5.pre_feedforward_layernorm.output", GEMMA2, Location("mlp_in", 5)),
+        ("model.layers.5.post_feedforward_layernorm.output", GEMMA2, Location("mlp_out", 5)),
+        ("model.layers.5.post_attention_layernorm", LLAMA, Location("mlp_in", 5)),
+        ("model.layers.5.post_attention_layernorm", GEMMA2, Location("attn_out", 5)),
+        ("gpt_neox.layers.2.post_attention_layernorm", None, Location("mlp_in", 2)),
     ],
 )
 def test_hf_module_names(module, family, expected):

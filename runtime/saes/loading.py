@@ -128,16 +128,18 @@ class LoadedSae(SaeDescription):
 
 # --- the hook ---------------------------------------------------------------------------------
 
-_TL = re.compile(r"^blocks\.(\d+)\.(hook_resid_pre|hook_resid_mid|hook_resid_post|hook_attn_out|hook_mlp_in|hook_mlp_out|attn\.hook_z|hook_z|attn\.hook_result)$")
+_TL = re.compile(r"^blocks\.(\d+)\.(hook_resid_pre|hook_resid_mid|hook_resid_post|hook_attn_out|hook_mlp_in|mlp\.hook_in|hook_mlp_out|attn\.hook_z|hook_z|attn\.hook_result)$")
 # `hook_mlp_in` is the MLP's input as sae_lens's own transcoder loaders use the name (Gemma Scope
 # 2's transcoders: `blocks.L.hook_mlp_in`, HF `pre_feedforward_layernorm.output`, the norm's
-# output), i.e. sagec's mlp_in.
+# output), i.e. sagec's mlp_in; so is TransformerLens's TransformerBridge `mlp.hook_in`, the MLP
+# module's input (sae_lens's mwhanna transcoder loader uses it).
 _TL_COMPONENT = {
     "hook_resid_pre": "resid_pre",
     "hook_resid_mid": "resid_mid",
     "hook_resid_post": "resid_post",
     "hook_attn_out": "attn_out",
     "hook_mlp_in": "mlp_in",
+    "mlp.hook_in": "mlp_in",
     "hook_mlp_out": "mlp_out",
 }
 # TransformerLens's `ln2.hook_normalized` is the MLP norm's output before its scale (and bias):
