@@ -261,3 +261,10 @@ def test_on_tiny_ioi_a_transcoder_from_its_own_mlp_scores_beside_a_residual_sae(
         assert entry["variant_per_site"] == {"mlp_out 1@end": "direct" if "transcoder" in kind else "residual"}, kind
         numbers = [value(entry["scores"], m) for m in ("sufficiency", "necessity")] + [value(entry["scores"]["per_site"]["mlp_out 1@end"], "explained_variance")]
         assert all(isinstance(v, float) and v == v for v in numbers), (kind, numbers)
+
+
+def test_the_report_says_where_a_transcoder_reads_and_in_what_its_weights_are_stored(results):
+    from runtime.report.html import render
+
+    page = render(results)
+    assert "mlp_in 1 → mlp_out 1" in page and "float16 weights, computed in float32" in page
