@@ -236,6 +236,11 @@ def test_transcoders_other_than_the_mlp_pair_and_bad_widths_are_refused(tmp_path
     Transcoder(TranscoderConfig(d_in=D, d_sae=D_SAE, d_out=2 * D, apply_b_dec_to_input=False, metadata=SAEMetadata(**MLP))).save_model(str(tmp_path / "wide"))
     with pytest.raises(SpecError, match=r"transcoder with d_out 32 at mlp_out 1 .* has width 16 there"):
         check_fits(load_sae(path_sae(tmp_path / "wide"), ARCH), ARCH)
+    Transcoder(TranscoderConfig(d_in=D, d_sae=D_SAE, d_out=D, apply_b_dec_to_input=False, metadata=SAEMetadata(hook_name="blocks.1.hook_mlp_in"))).save_model(str(tmp_path / "no_out"))
+    with pytest.raises(SpecError, match=r"its config gives no output hook") as e:
+        load_sae(path_sae(tmp_path / "no_out"), ARCH)
+    assert 'hook "mlp_out 3"' in e.value.diagnostics[0].hint
+    assert load_sae(path_sae(tmp_path / "no_out", hook="mlp_out 1"), ARCH).location == Location("mlp_out", 1)
     meta = SAEMetadata(hook_name="blocks.1.ln2.hook_normalized", hook_name_out="blocks.1.hook_mlp_out", model_name="tiny")
     Transcoder(TranscoderConfig(d_in=D, d_sae=D_SAE, d_out=D, apply_b_dec_to_input=False, metadata=meta)).save_model(str(tmp_path / "ln"))
     with pytest.raises(SpecError, match=r"before the norm's scale.*hook \"mlp_in 1\""):
