@@ -4,8 +4,9 @@ attribute's twin) collecting every activation the later passes read, and the tas
 At each located cross-section (a location at a named position) it keeps the location itself and,
 at the same layer and position, the residual stream before, between and after the sublayers:
 exactly what supervised dictionaries and every reconstruction variant of METHOD.md section 4
-read, and at an MLP output the MLP's input (mlp_in), which a transcoder reads. That set depends on the located cross-sections, never on the SAEs, so adding an SAE to a
-spec adds no model pass for activations.
+read, and at an MLP output the MLP's input (mlp_in), which a transcoder reads. That set depends
+on the located cross-sections, never on the SAEs, so adding an SAE to a spec adds no model pass
+for activations.
 """
 
 from __future__ import annotations
