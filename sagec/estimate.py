@@ -116,6 +116,9 @@ def estimate(plan: Plan, served: Mapping[str, Sequence[str]] | None = None) -> d
             forwards = n_test * (3 + 2 * len(task.attributes))
         elif node.kind == "score":
             forwards = n_test * (4 + 2 * len(task.attributes) + len(task.attributes) * SPARSE_CONTROL_KS)
+        elif node.kind == "suite":
+            # Its members' reconstructions patched together: spliced, removed, every edit.
+            forwards = n_test * (2 + len(task.attributes) * SPARSE_CONTROL_KS)
         elif node.kind == "baseline":
             # Scored as an SAE, against the supervised reference its ground truth or SAE already
             # validated in the run; SAEs that serve the same cross-sections share it (not counted).
@@ -138,8 +141,9 @@ def _text_cost(node: Node) -> Cost:
     seconds = None if size is None else 3 * 2 * CORPUS_TOKENS * (size[1] + size[2]) / CPU_FLOPS
     return Cost(texts, 3 * texts, 0, seconds)
 def _after_locate(node: Node) -> bool:
-    """A score node, or a baseline beside one: whether it does anything depends on what locate finds."""
-    return node.kind == "score" or (node.kind == "baseline" and node.params.beside is not None)
+    """A score or suite node, or a baseline beside an SAE: whether it does anything depends on
+    what locate finds."""
+    return node.kind in ("score", "suite") or (node.kind == "baseline" and node.params.beside is not None)
 
 
 def _resolved(node: Node, served: Mapping[str, Sequence[str]]) -> tuple[str, ...] | None:
@@ -150,6 +154,11 @@ def _resolved(node: Node, served: Mapping[str, Sequence[str]]) -> tuple[str, ...
     if node.kind == "baseline" and node.params.beside is not None:
         score = node.inputs[-1]
         return tuple(served[score]) if score in served else None
+    if node.kind == "suite":
+        members = node.inputs[4:]
+        if not all(m in served for m in members):
+            return None
+        return tuple(dict.fromkeys(s for m in members for s in served[m]))
     return None
 
 

@@ -1,7 +1,8 @@
 """Lowering: a checked Spec becomes a Plan (sagec/plan.py), without loading any weights.
 
 Per eval: sample -> locate -> trace -> ground_truth -> score (one per SAE) and baseline (one per
-listed basis) -> report. Nodes that
+listed basis) -> suite (one per family of two members or more, reading its members' score
+nodes) -> report. Nodes that
 compute the same thing (same key) are shared between evals: two evals on one task and model share
 the prompt set, and one trace node per (model, prompt set) serves every eval on them, since the
 runtime collects the union of the cross-sections all their locate nodes selected.
@@ -29,6 +30,8 @@ from sagec.plan import (
     ReportParams,
     SampleParams,
     ScoreParams,
+    SuiteMember,
+    SuiteParams,
     TextParams,
     TraceParams,
     content_hash,
@@ -145,12 +148,13 @@ def lower(spec: Spec, versions: tuple[tuple[str, str], ...] | None = None) -> Pl
                 label = b.nodes[score].params.label
                 params = BaselineParams(base, model, task.attributes, beside=label)
                 baselines.append(b.add(f"baseline[{ev.name}/{base.name} beside {label}]", "baseline", params, (*inputs, score), ident))
+        suites = _suite_nodes(b, ev, scores, (sample, locate, trace, gt), tuple(paired), ident)
         text = _text_nodes(b, spec, ev, sample, ident)
         b.add(
             f"report[{ev.name}]",
             "report",
             ReportParams(ev, spec.file, spec_hash),
-            (sample, locate, trace, gt, *scores, *baselines, *text),
+            (sample, locate, trace, gt, *scores, *baselines, *suites, *text),
         )
 
     depth: dict[str, int] = {}
@@ -158,6 +162,29 @@ def lower(spec: Spec, versions: tuple[tuple[str, str], ...] | None = None) -> Pl
         depth[node.id] = 1 + max((depth[i] for i in node.inputs), default=-1)
     ordered = sorted(b.nodes.values(), key=lambda n: (depth[n.id], PASS_ORDER.index(n.kind), n.id))
     return Plan(PLAN_SCHEMA, spec.file, spec_hash, versions, tuple(ordered))
+
+
+def _suite_nodes(b: _Builder, ev, scores: list[str], inputs: tuple[str, ...], paired: tuple[Sae, ...], ident: str) -> tuple[str, ...]:
+    """One suite node per family the eval lists with two members or more (`res[*]`, or
+    `res[1], res[2]`), per reconstruction (METHOD.md section 6). It reads its members' score
+    nodes (which sites each serves), so a member's key changes the suite's, and adding a suite
+    changes no score node's key."""
+    families: dict[tuple[str, str], list[str]] = {}
+    for node_id in scores:
+        params = b.nodes[node_id].params
+        if "[" in params.sae.name:
+            families.setdefault((params.sae.name.split("[")[0], params.reconstruct), []).append(node_id)
+    twice = Counter(family for family, _ in families)
+    out = []
+    for (family, reconstruct), members in families.items():
+        if len(members) < 2:
+            continue
+        label = family if twice[family] == 1 else f"{family} ({reconstruct})"
+        first = b.nodes[members[0]].params
+        params = SuiteParams(label, first.model, tuple(SuiteMember(b.nodes[m].params.label, b.nodes[m].params.sae) for m in members),
+                             reconstruct, first.metrics, first.attributes, paired if reconstruct == "residual_pair" else ())
+        out.append(b.add(f"suite[{ev.name}/{label}]", "suite", params, (*inputs, *members), ident))
+    return tuple(out)
 
 
 def _text_nodes(b: _Builder, spec: Spec, ev: Eval, sample: str, ident: str) -> tuple[str, ...]:

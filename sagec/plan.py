@@ -34,9 +34,10 @@ PASS_VERSIONS = {
     "ground_truth": 2,  # 2: sufficiency's direction is "one" (the closer to 1 the better)
     "score": 5,  # 2: results keyed by the spec's SAE name (zoo SAEs' own as zoo_name); 3: as ground_truth 2; 4: residual_pair; 5: TransformerLens preprocessing (centring)
     "baseline": 1,
+    "suite": 1,
     "corpus": 1,
     "text": 1,  # 1: ce_loss_score, kl_div_score, explained variance, L0, dead fraction on a corpus (METHOD.md section 8)
-    "report": 4,  # 2: seeds recorded; 3: as ground_truth 2; 4: baselines
+    "report": 5,  # 2: seeds recorded; 3: as ground_truth 2; 4: baselines; 5: suites
 }
 PASS_ORDER = tuple(PASS_VERSIONS)
 
@@ -148,6 +149,31 @@ class TextParams:
 
 
 @dataclass(frozen=True)
+class SuiteMember:
+    """One member of a suite: its label in the results (its score node's) and its SAE."""
+
+    label: str
+    sae: Sae
+
+
+@dataclass(frozen=True)
+class SuiteParams:
+    """Score a family of SAEs as one dictionary system (METHOD.md section 6): each located
+    cross-section reconstructed by the member serving it (read from the members' score nodes,
+    the one at its own hook first), all patched at once; control with k latents in total across
+    the members; coverage. `partners`: the eval's residual_pair SAEs, which members may read
+    beside them (their score nodes say which)."""
+
+    family: str  # the name results key it by: the family, with the reconstruction when listed under two
+    model: Model
+    members: tuple[SuiteMember, ...]
+    reconstruct: str
+    metrics: tuple[str, ...]
+    attributes: tuple[str, ...]
+    partners: tuple[Sae, ...] = ()
+
+
+@dataclass(frozen=True)
 class ReportParams:
     """Gather everything of one eval into results.json (and the report)."""
 
@@ -156,7 +182,7 @@ class ReportParams:
     spec_hash: str
 
 
-Params = Union[SampleParams, LocateParams, TraceParams, GroundTruthParams, ScoreParams, BaselineParams, CorpusParams, TextParams, ReportParams]
+Params = Union[SampleParams, LocateParams, TraceParams, GroundTruthParams, ScoreParams, BaselineParams, SuiteParams, CorpusParams, TextParams, ReportParams]
 
 
 @dataclass(frozen=True)

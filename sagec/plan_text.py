@@ -31,6 +31,8 @@ def _summary(node: Node, plan: Plan) -> str:
         return f"{p.ground_truth.method} codes for {', '.join(p.attributes)}; validate {', '.join(p.ground_truth.validate)}"
     if node.kind == "score":
         return f"SAE {p.sae.name} ({p.reconstruct}): {', '.join(p.metrics)}"
+    if node.kind == "suite":
+        return f"family {p.family} ({p.reconstruct}) as one system: {len(p.members)} members, each located cross-section by the member serving it, all patched at once"
     if node.kind == "baseline":
         where = f"on the cross-sections {p.beside} serves" if p.beside else "on every located cross-section"
         return f"basis {p.baseline.name}, fitted on train at each located cross-section, scored as an SAE {where}"
@@ -63,7 +65,7 @@ def render_text(plan: Plan, costs: Mapping[str, Cost], cached: Callable[[str], b
         work = "" if hit or (c.forwards == 0 and c.backwards == 0) else f", {'at most ' if c.after_locate == 'unresolved' else ''}{c.forwards} fwd + {c.backwards} bwd prompt-passes, ~{_seconds(c.seconds)}"
         lines.append(f"  {i:>2}. {node.id}  [{state}{work}]  key {node.key[:12]}")
         lines.append(f"      {_summary(node, plan)}")
-        if not hit and c.after_locate == "runs" and node.kind == "score":
+        if not hit and c.after_locate == "runs" and node.kind in ("score", "suite"):
             lines.append(f"      serves {', '.join(c.serves)}")
         if node.inputs:
             lines.append(f"      reads {', '.join(node.inputs)}")

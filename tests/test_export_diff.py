@@ -58,7 +58,14 @@ def test_one_envelope_per_scored_sae_and_per_baseline(run_a, exported):
     doc = results.load(run_a.folder)
     scored = [e["sae"] for e in doc["saes"].values() if e["scores"]]
     baselines = ["baseline_pca_eval_results.json", "baseline_neurons_eval_results.json", "baseline_random_eval_results.json", "baseline_pca_4_eval_results.json"]
-    assert sorted(exported) == sorted([f"path_{s['name']}_eval_results.json" for s in scored] + baselines)
+    suites = [f"suite_{name}_eval_results.json" for name, e in doc["suites"].items() if e["scores"]]
+    assert suites == ["suite_res_eval_results.json"]
+    assert sorted(exported) == sorted([f"path_{s['name']}_eval_results.json" for s in scored] + baselines + suites)
+    suite, entry = exported["suite_res_eval_results.json"], doc["suites"]["res"]
+    assert suite["sae_cfg_dict"]["architecture"] == "suite" and suite["sae_cfg_dict"]["members"] == [m for m, e in entry["members"].items() if e["used"]]
+    assert suite["eval_result_metrics"]["sufficiency"]["sufficiency"] == entry["scores"]["sufficiency"]["value"]
+    assert suite["eval_result_metrics"]["coverage"]["coverage_sites"] == entry["coverage"]["sites"]["fraction"]
+    assert suite["eval_config"]["cross_sections"] == list(entry["sites"])
     pca4 = exported["baseline_pca_4_eval_results.json"]
     assert pca4["sae_cfg_dict"]["architecture"] == "baseline_pca" and pca4["sae_cfg_dict"]["d_sae"] == 4
     assert pca4["eval_result_metrics"]["sufficiency"]["sufficiency"] == doc["baselines"]["pca 4"]["scores"]["sufficiency"]["value"]
@@ -88,7 +95,8 @@ def test_envelopes_have_saebench_fields_and_flat_metric_categories(exported):
 def test_exported_numbers_are_the_run_numbers_with_reasons_for_nulls(run_a, exported):
     doc = results.load(run_a.folder)
     for data in exported.values():
-        group = "baselines" if data["sae_cfg_dict"]["architecture"].startswith("baseline_") else "saes"
+        architecture = data["sae_cfg_dict"]["architecture"]
+        group = "baselines" if architecture.startswith("baseline_") else "suites" if architecture == "suite" else "saes"
         entry = doc[group][data["sae_cfg_dict"]["name"]]
         suff = entry["scores"]["sufficiency"]
         flat = data["eval_result_metrics"]["sufficiency"]
@@ -99,7 +107,7 @@ def test_exported_numbers_are_the_run_numbers_with_reasons_for_nulls(run_a, expo
             if got is None:
                 assert data["eval_result_unstructured"]["reasons"][f"min_k_{attribute}"] == control["min_k"]["reason"]
         assert [r["cross_section"] for r in data["eval_result_details"]] == list(entry["scores"]["per_site"])
-        assert data["eval_config"]["cross_sections"] == entry["sites"]
+        assert data["eval_config"]["cross_sections"] == list(entry["sites"])  # a suite's: site -> member
 
 
 def test_export_is_repeatable(run_a, exported):
@@ -141,6 +149,9 @@ def test_diff_of_two_seeds(run_a, run_b):
     shared = dict(results.estimates(a)).keys() & dict(results.estimates(b)).keys()
     assert {r["metric"] for r in d["metrics"]} == {"/".join(p) for p in shared}
     assert "baselines/pca 4/scores/sufficiency" in {r["metric"] for r in d["metrics"]}  # baselines are compared too
+    assert "suites/res/scores/sufficiency" in {r["metric"] for r in d["metrics"]}  # and suites
+    if a["suites"]["res"]["coverage"] != b["suites"]["res"]["coverage"]:
+        assert any(p.startswith("suites/res/coverage") for p in setup)
     for r in d["metrics"]:
         if r["delta"] is not None:
             assert r["delta"] == pytest.approx(r["b"]["value"] - r["a"]["value"])

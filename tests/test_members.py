@@ -44,6 +44,15 @@ def test_members_that_serve_no_located_cross_section_are_never_loaded(family, tm
         assert entry["sae"]["d_sae"] == 64  # from its cfg.json, which is fine
     assert summary.saes_loaded == ("res[1]",)
     assert set(summary.unused) == {"score[tiny_gt/res[0]]", "score[tiny_gt/res[2]]"}
+    # The family as a suite: one located cross-section, served by res[1] alone, so the suite's
+    # numbers are that member's (one site: the joint greedy edit is the member's own).
+    suite = doc["suites"]["res"]
+    assert suite["sites"] == {"mlp_out 1@end": "res[1]"} and suite["members"]["res[1]"]["used"] is True
+    assert suite["members"]["res[0]"]["used"] is False and "layer 0" in suite["members"]["res[0]"]["reason"]
+    assert suite["coverage"]["sites"] | {"description": ""} == {"fraction": 1.0, "served": 1, "located": 1, "description": ""}
+    assert suite["coverage"]["patching_effect"]["fraction"] is None and "verify patching" in suite["coverage"]["patching_effect"]["reason"]
+    assert suite["scores"] == doc["saes"]["res[1]"]["scores"]
+    assert suite["supervised_on_same_sites"] == doc["saes"]["res[1]"]["supervised_on_same_sites"]
 
 
 def test_plan_marks_score_nodes_after_locate_then_says_which_run(family, tmp_path):

@@ -82,14 +82,22 @@ def test_nodes_come_in_dependency_order_with_one_score_per_sae():
     for node in p.nodes:
         assert set(node.inputs) <= seen, node.id
         seen.add(node.id)
-    assert [n.kind for n in p.nodes] == ["sample", "locate", "trace", "ground_truth", "score", "score", "report"]
+    assert [n.kind for n in p.nodes] == ["sample", "locate", "trace", "ground_truth", "score", "score", "suite", "report"]
     assert {n.params.sae.name for n in p.by_kind("score")} == {"res[0]", "res[1]"}
+    # The family as one system: its suite reads both members' score nodes.
+    suite = p.node("suite[gt/res]")
+    assert suite.inputs[4:] == ("score[gt/res[0]]", "score[gt/res[1]]") and [m.label for m in suite.params.members] == ["res[0]", "res[1]"]
+
+
+def test_a_family_of_one_listed_member_is_no_suite():
+    p = lower(make_spec(saes=("res[0]",)), VERSIONS)
+    assert p.by_kind("suite") == ()
 
 
 def test_adding_an_sae_changes_only_its_score_node_and_the_report():
     before, after = keys(lower(make_spec(), VERSIONS)), keys(lower(make_spec(saes=("res[0]", "res[1]", "res[2]")), VERSIONS))
     changed = {i for i in after if before.get(i) != after[i]}
-    assert changed == {"score[gt/res[2]]", "report[gt]"}
+    assert changed == {"score[gt/res[2]]", "suite[gt/res]", "report[gt]"}  # the family's suite gains a member
 
 
 BASES = (Baseline("pca"), Baseline("neurons"), Baseline("random"), Baseline("pca", 8))
@@ -116,7 +124,7 @@ def test_adding_an_sae_beside_baselines_adds_its_score_and_its_baseline_nodes():
     before = keys(lower(make_spec(baselines=BASES[:2]), VERSIONS))
     after = keys(lower(make_spec(saes=("res[0]", "res[1]", "res[2]"), baselines=BASES[:2]), VERSIONS))
     changed = {i for i in after if before.get(i) != after[i]}
-    assert changed == {"score[gt/res[2]]", "baseline[gt/pca beside res[2]]", "baseline[gt/neurons beside res[2]]", "report[gt]"}
+    assert changed == {"score[gt/res[2]]", "baseline[gt/pca beside res[2]]", "baseline[gt/neurons beside res[2]]", "suite[gt/res]", "report[gt]"}
 
 
 def test_moving_lines_or_changing_the_batch_size_changes_no_key():
@@ -138,7 +146,7 @@ def test_a_new_pass_version_invalidates_that_pass_and_its_consumers(monkeypatch)
     monkeypatch.setitem(plan_mod.PASS_VERSIONS, "ground_truth", 99)
     bumped = keys(lower(make_spec(), VERSIONS))
     changed = {i for i in base if bumped[i] != base[i]}
-    assert changed == {"ground_truth[gt]", "score[gt/res[0]]", "score[gt/res[1]]", "report[gt]"}
+    assert changed == {"ground_truth[gt]", "score[gt/res[0]]", "score[gt/res[1]]", "suite[gt/res]", "report[gt]"}
 
 
 def test_two_evals_on_one_model_and_task_share_sample_and_trace():

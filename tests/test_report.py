@@ -23,6 +23,7 @@ from tests.tiny_runs import finished
 
 # Section id -> the plots (data-plot values) it must hold.
 SECTIONS = {
+    "suites": set(),
     "verdict": set(),
     "saes": set(),
     "validation": {"sufficiency", "logit_diff_recovered", "necessity"},
@@ -117,6 +118,18 @@ def test_every_section_and_plot_is_there(html, doc):
     assert html.count('<li><span class="swatch"', html.index('id="against-baselines"')) >= len(scored)
     assert page.tables["f1-table"] == 1 + len(scored) + len(doc["baselines"])
     assert html.count('data-plot="attribution"') == len(doc["locate"]["families"])
+
+
+def test_the_page_opens_with_the_suites_then_the_members(html, doc):
+    page = Page(html)
+    assert list(page.sections)[:2] == ["suites", "verdict"]
+    assert set(doc["suites"]) == {"res"}  # the tiny project lists res[1], res[2]: one family
+    suite = doc["suites"]["res"]
+    assert page.tables["suite-table"] == 2 and "res</td>" in html[html.index('id="suite-table"'):]
+    line = html[html.index('id="suite-lines"'):html.index("</ul>", html.index('id="suite-lines"'))]
+    used = [m for m, e in suite["members"].items() if e["used"]]
+    assert f"{len(used)} of 2 members reconstruct a located cross-section" in line
+    assert f"{suite['coverage']['sites']['served']} of {suite['coverage']['sites']['located']}" in html
 
 
 def test_the_page_shows_the_run(html, doc):

@@ -68,7 +68,8 @@ def test_adding_an_sae_runs_only_its_score_node(project, tmp_path):
     run_spec(load_spec(str(make_project(folder, "res[1]"))), cache_dir=tmp_path, out_dir=tmp_path / "a", reporter=Reporter("quiet"))
     more = run_spec(load_spec(str(make_project(folder, "res[1], res[2]"))), cache_dir=tmp_path, out_dir=tmp_path / "b", reporter=Reporter("quiet"))
     make_project(folder)  # restore the shared spec
-    assert [o.node_id for o in more.outcomes if not o.cached] == ["score[tiny_gt/res[2]]", "report[tiny_gt]"]
+    # ... and the family's suite, which now has two members (METHOD.md section 6).
+    assert [o.node_id for o in more.outcomes if not o.cached] == ["score[tiny_gt/res[2]]", "suite[tiny_gt/res]", "report[tiny_gt]"]
     assert "backward" not in more.counters  # no locate, no trace: only the new SAE's interventions
 
 

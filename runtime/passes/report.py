@@ -24,6 +24,7 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     sample, locate, trace, gt, *rest = (inputs[i] for i in node.inputs)
     scores = [a for a in rest if "sae" in a.meta]
     bases = [a for a in rest if "baseline" in a.meta]
+    suites = [a.meta for a in rest if "suite" in a.meta]
     corpus = next((a.meta["corpus"] for a in rest if "corpus" in a.meta), None)
     texts = [a.meta["text"] for a in rest if "text" in a.meta]
     ev = params.eval
@@ -52,6 +53,8 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
         "ground_truth": {"method": gt.meta["method"], "sites": gt.meta["sites"], **gt.meta["validation"]},
         "saes": {s.meta["sae"]["name"]: s.meta for s in scores},
         "baselines": _baselines(bases),
+        # A family judged as one system on the whole located circuit (METHOD.md section 6).
+        "suites": {m["suite"]: {k: v for k, v in m.items() if k != "suite"} for m in suites},
     }
     if corpus is not None:  # the eval's `score` lists a text metric (METHOD.md section 8)
         results["text"] = {"corpus": corpus, "saes": {t["name"]: {k: v for k, v in t.items() if k != "name"} for t in texts}}

@@ -3,7 +3,8 @@
 A metric's change means something only against its uncertainty, so each delta comes with whether
 the two 95% intervals overlap (None when either interval is undefined). The setups compared are
 the resolved specs (eval, model, task and SAE definitions, with source positions left out: moving
-a line is no change), the prompt set, model and SAE identities, and package versions.
+a line is no change), the prompt set, model and SAE identities, suites' members and coverage, and
+package versions.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ def _setup(doc: dict) -> dict:
         "seeds": doc.get("seeds"),
         "saes": {name: e["sae"] for name, e in doc["saes"].items()},
         "baselines": {name: e["baseline"] for name, e in doc.get("baselines", {}).items()},
+        # A suite's numbers are compared with the rest (results.estimates walks them); which
+        # member reconstructs which cross-section, and the coverage, are its setup.
+        "suites": {name: {"members": {m: x["sites"] for m, x in e["members"].items()}, "coverage": e["coverage"]} for name, e in doc.get("suites", {}).items()},
         "located": doc["locate"]["selected"],
         "versions": doc["versions"],
     }

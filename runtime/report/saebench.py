@@ -1,5 +1,7 @@
-"""`sagec export --format saebench`: a run's numbers in SAEBench's result envelope, one file per SAE
-and one per baseline (`baseline_NAME_eval_results.json`, on every located cross-section).
+"""`sagec export --format saebench`: a run's numbers in SAEBench's result envelope, one file per SAE,
+one per baseline (`baseline_NAME_eval_results.json`, on every located cross-section) and one per
+suite (`suite_FAMILY_eval_results.json`: the family as one system, METHOD.md section 6, with its
+coverage as a metric category of its own).
 
 SAEBench (github.com/adamkarvonen/SAEBench, `sae_bench.evals.base_eval_output.BaseEvalOutput`)
 writes one `{release}_{sae_id}_eval_results.json` per SAE and eval type, holding `eval_type_id`,
@@ -49,6 +51,42 @@ def envelopes(doc: dict, written_ms: int) -> dict[str, dict]:
     out = {files[name]: envelope(doc, name, e, run_id, millis) for name, e in scored.items()}
     for name, e in doc.get("baselines", {}).items():
         out[baseline_file_name(name)] = envelope(doc, name, {**e, "sae": _baseline_identity(e["baseline"])}, run_id, millis)
+    for name, e in doc.get("suites", {}).items():
+        if e.get("scores"):
+            out[suite_file_name(name)] = suite_envelope(doc, name, e, run_id, millis)
+    return out
+
+
+def suite_file_name(name: str) -> str:
+    """`suite_res_eval_results.json`: apart from the SAEs' and the baselines' files."""
+    return "suite_" + re.sub(r"\W", "_", name).strip("_") + SUFFIX
+
+
+def suite_envelope(doc: dict, name: str, suite: dict, run_id: str, millis: int) -> dict:
+    """A suite in SAEBench's envelope: described as one SAE whose latents are its used members'
+    (`d_sae` their sum), with a `coverage` category."""
+    used = [m for m, e in suite["members"].items() if e["used"]]
+    members = [doc["saes"][m]["sae"] for m in used if m in doc["saes"]]
+    identity = {
+        "name": name,
+        "source": "suite",
+        "architecture": "suite",
+        "reconstruct": suite["reconstruct"],
+        "d_in": max((m.get("d_in") or 0 for m in members), default=0),
+        "d_sae": sum(m.get("d_sae") or 0 for m in members),
+        "members": used,
+    }
+    entry = {**suite, "sites": list(suite["sites"]), "sae": identity}
+    out = envelope(doc, name, entry, run_id, millis)
+    reasons = out["eval_result_unstructured"]["reasons"]
+    coverage = {}
+    for part in ("sites", "patching_effect"):
+        c = suite["coverage"][part]
+        coverage[f"coverage_{part}"] = c["fraction"]
+        if c["fraction"] is None:
+            reasons[f"coverage.coverage_{part}"] = c.get("reason", "undefined")
+    out["eval_result_metrics"]["coverage"] = coverage
+    out["eval_config"]["suite_members"] = {m: e["sites"] for m, e in suite["members"].items()}
     return out
 
 

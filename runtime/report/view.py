@@ -76,8 +76,16 @@ def build(doc: dict) -> dict:
     attributes = list(doc["ground_truth"].get("control", {}))
     columns, rows = _sae_table(scored, colors, attributes)
     baseline_columns, baseline_rows = _sae_table(baselines, baseline_colors, attributes)
+    suites = doc.get("suites", {})
+    suite_colors = {name: svg.color(len(colors) + len(baseline_colors) + i) for i, name in enumerate(suites)}
+    scored_suites = {name: entry for name, entry in suites.items() if entry.get("scores")}
+    suite_columns, suite_rows = _sae_table(scored_suites, suite_colors, attributes)
     return {
         "doc": doc,
+        "suites": _suites(suites, suite_colors),
+        "suite_columns": suite_columns,
+        "suite_rows": suite_rows,
+        "best_suite_by_column": _best_by_column(suite_columns, suite_rows),
         "colors": colors,
         "scored": scored,
         "unscored": {name: entry.get("reason", "not scored") for name, entry in doc["saes"].items() if not entry.get("scores")},
@@ -103,6 +111,29 @@ def build(doc: dict) -> dict:
         "fmt": svg.fmt,
         "expression": expression,
     }
+
+
+def _suites(suites: dict, colors: dict) -> list[dict]:
+    """One line per suite (METHOD.md section 6): how much of the located circuit its members
+    serve, which members reconstruct which cross-sections, the unused ones and why, and the
+    supervised dictionary on the same cross-sections."""
+    out = []
+    for name, entry in suites.items():
+        members = entry["members"]
+        used = {m: e["sites"] for m, e in members.items() if e["used"]}
+        out.append({
+            "name": name,
+            "color": colors[name],
+            "reconstruct": entry["reconstruct"],
+            "members": len(members),
+            "used": used,
+            "unused": {m: e.get("reason", "") for m, e in members.items() if not e["used"]},
+            "coverage": entry["coverage"],
+            "scores": entry.get("scores"),
+            "reason": entry.get("reason"),
+            "supervised": entry.get("supervised_on_same_sites"),
+        })
+    return out
 
 
 def expression(e) -> str:

@@ -56,7 +56,8 @@ def _served(plan, cache) -> dict[str, list[str]]:
     from SAE configs alone (runtime/execute/members.py). Empty while nothing is located: the
     plan then marks score nodes "after locate" with an upper bound on their cost."""
     located = {n.id: cache.load_meta(n.key) for n in plan.by_kind("locate") if cache.has(n.key)}
-    scores = [n for n in plan.by_kind("score") if n.inputs[1] in located and not cache.has(n.key)]
+    # Cached score nodes too: a suite that is not cached reads which sites its members serve.
+    scores = [n for n in plan.by_kind("score") if n.inputs[1] in located]
     if not scores:
         return {}
     if any(n.params.sae.source == "zoo" or n.params.model.source == "zoo" for n in scores):

@@ -16,7 +16,7 @@ from sagec.cli.errors import FAILURE, guarded
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Artifact cache (default: the user cache, ~/.cache/sagec).")
 @click.option("--force", is_flag=True, help="Recompute every node even when its artifact is cached.")
 @click.option("--only", "only", metavar="NODE", help="Run only NODE and what it needs (ids as `sagec plan` prints them).")
-@click.option("--quiet", "-q", is_flag=True, help="Print warnings and the results path only.")
+@click.option("--quiet", "-q", is_flag=True, help="Print warnings and the paths written only (no progress, no summary table).")
 @click.option("--verbose", "-v", is_flag=True, help="Also print what each pass chose.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of failures.")
 def command(spec_file: str, out_dir: str | None, cache_dir: str | None, force: bool, only: str | None, quiet: bool, verbose: bool, debug: bool) -> None:
@@ -41,7 +41,12 @@ def _run(spec_file: str, out_dir: str | None, cache_dir: str | None, force: bool
             traceback.print_exception(type(e.cause), e.cause, e.cause.__traceback__, file=sys.stderr)
         click.echo(f"sagec: {e}" + ("" if debug else " (run again with --debug for the traceback)"), err=True)
         raise click.exceptions.Exit(FAILURE) from None
-    for name, path in summary.results.items():
-        click.echo(f"{name}: wrote {path}")
-    for name, path in summary.reports.items():
-        click.echo(f"{name}: wrote {path}")
+    # Ends with the suites and SAEs ranked, the supervised dictionary beside them, and the
+    # paths written (runtime/execute/summary.py); --quiet keeps only the paths.
+    from rich.console import Console
+
+    from runtime.execute.summary import print_summary
+
+    out = sys.stdout
+    console = Console(file=out, highlight=False, width=None if out.isatty() else 160)
+    print_summary(summary.results, summary.reports, console, quiet=level == "quiet")

@@ -17,6 +17,14 @@ passes too) is timed apart.
 
 Goals (issue 5): trace, locate and ground-truth passes do not grow with K; memory flat in N;
 total within 1.5x of the bare passes.
+
+    python tests/benchmarks/bench_pipeline.py --whole [--model smollm2-135m] [--ns 128]
+
+The whole-model case (issue 13): one zoo family (`topk-k8`) over EVERY layer's resid_post, the
+search over heads and MLPs at every layer, scored with residual reconstruction and as a suite.
+Members resolved after locate: it prints the score nodes declared and those that ran (served a
+located cross-section), the SAEs loaded (weights read; the others never are, nor built for the
+zoo), the suite's coverage, time per pass and in total.
 """
 
 from __future__ import annotations
@@ -58,6 +66,71 @@ eval bench {{
   report "out" as json
 }}
 """
+
+
+LAYERS = {"tiny-ioi": 3, "smollm2-135m": 30}
+
+
+def whole_spec_text(n: int, model: str = "tiny-ioi") -> str:
+    source, first_sae, samples, _, name, _ = MODELS[model]
+    text = (ROOT / "specs" / source).read_text()
+    text = text[: text.index(first_sae)].replace(samples, f"samples {n} seed 0")
+    return text + f"""sae fam[l] for l in 0..{LAYERS[model] - 1} {{
+  source zoo "{model}/topk-k8/resid_post.{{{{l}}}}"
+}}
+
+eval bench {{
+  model {name}
+  task ioi
+  locate {{ method attribution  components heads, mlp  positions s2, end  select top 4  verify patching }}
+  ground_truth {{ method mean  validate sufficiency, necessity, control }}
+  saes fam[*] reconstruct residual
+  report "out" as json
+}}
+"""
+
+
+def whole_run(folder: Path, n: int, model: str) -> dict:
+    """Runs in a child process: the whole-model family once."""
+    sys.path.insert(0, str(ROOT))
+    import runtime.zoo  # noqa: F401
+    from runtime.execute.progress import Reporter
+    from runtime.execute.run import run_spec
+    from sagec import load_spec
+
+    spec_path = folder / "bench.sage"
+    spec_path.write_text(whole_spec_text(n, model))
+    spec = load_spec(str(spec_path))
+    started = time.perf_counter()
+    summary = run_spec(spec, cache_dir=folder / "cache", out_dir=folder / "out", reporter=Reporter("quiet"))
+    total = time.perf_counter() - started
+    doc = json.loads(summary.results["bench"].read_text())
+    by_kind: dict[str, float] = {}
+    for node in doc["run"]["nodes"]:
+        kind = node["id"].split("[")[0]
+        by_kind[kind] = by_kind.get(kind, 0.0) + node["seconds"]
+    suite = doc["suites"]["fam"]
+    return {"declared": len(doc["saes"]), "run": sum(e["scores"] is not None for e in doc["saes"].values()), "loads": len(summary.saes_loaded),
+            "located": doc["locate"]["selected"], "coverage": suite["coverage"], "total": total, "by_kind": by_kind,
+            "suite_sufficiency": (suite["scores"] or {}).get("sufficiency", {}).get("value"),
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def whole(args, env) -> None:
+    print(f"{args.model} (zoo): topk-k8 over all {LAYERS[args.model]} layers' resid_post, search over heads and mlp at every layer, residual reconstruction")
+    print(f"{'N':>5} | {'declared':>8} {'run':>4} {'loads':>5} | {'sites':>5} {'cover':>5} {'effect':>6} | {'locate':>6} {'trace':>6} {'gt':>6} {'score':>6} {'suite':>6} {'total s':>7} | {'peak MB':>7}")
+    for n in (int(x) for x in args.ns.split(",")):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = subprocess.run([sys.executable, __file__, "--model", args.model, "--whole-child", tmp, str(n)], env=env, capture_output=True, text=True, cwd=ROOT)
+        if out.returncode != 0:
+            print(f"N={n} failed:\n{out.stderr[-2000:]}")
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        t, c = r["by_kind"], r["coverage"]
+        effect = c["patching_effect"]["fraction"]
+        print(f"{n:>5} | {r['declared']:>8} {r['run']:>4} {r['loads']:>5} | {len(r['located']):>5} {c['sites']['fraction']:5.2f} {effect if effect is None else round(effect, 2)!s:>6} | "
+              f"{t.get('locate', 0):6.1f} {t.get('trace', 0):6.1f} {t.get('ground_truth', 0):6.1f} {t.get('score', 0):6.1f} {t.get('suite', 0):6.1f} {r['total']:7.1f} | {r['peak_mb']:7.0f}")
+        print(f"        located: {', '.join(r['located'])}")
 
 
 def one_run(folder: Path, k: int, n: int, model: str) -> dict:
@@ -144,12 +217,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs per configuration; the fastest is shown")
     parser.add_argument("--model", default="tiny-ioi", choices=sorted(MODELS),
                         help="tiny-ioi (default), or smollm2-135m (the real model: minutes per run; its SAEs are built on first use)")
+    parser.add_argument("--whole", action="store_true", help="the whole-model case: one family over every layer, resolved after locate")
     parser.add_argument("--child", nargs=3, metavar=("FOLDER", "K", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--whole-child", nargs=2, metavar=("FOLDER", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(one_run(Path(args.child[0]), int(args.child[1]), int(args.child[2]), args.model)))
         return
+    if args.whole_child:
+        print(json.dumps(whole_run(Path(args.whole_child[0]), int(args.whole_child[1]), args.model)))
+        return
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    if args.whole:
+        whole(args, env)
+        return
     source, _, _, layer, _, _ = MODELS[args.model]
     print(f"{args.model} (zoo), specs/{source}'s task, K SAEs at resid_post {layer}, N prompts")
     print(f"{'K':>2} {'N':>5} | {'sample':>6} {'locate':>6} {'trace':>6} {'gt':>6} {'score':>6} | {'fwd':>7} {'bwd':>5} {'final':>7} | {'import':>6} {'total s':>7} {'bare s':>7} {'ratio':>5} | {'peak MB':>7}")
