@@ -86,6 +86,9 @@ def estimate(plan: Plan, served: Mapping[str, Sequence[str]] | None = None) -> d
         if node.kind == "report":
             out[node.id] = Cost(0, 0, 0, 0.0)
             continue
+        if node.kind == "text" and _unused_text(plan, node, served):
+            out[node.id] = Cost(0, 0, 0, 0.0, "unused", ())
+            continue
         if node.kind in ("corpus", "text"):
             out[node.id] = _text_cost(node)
             continue
@@ -140,6 +143,14 @@ def _text_cost(node: Node) -> Cost:
     size = model_size(node)
     seconds = None if size is None else 3 * 2 * CORPUS_TOKENS * (size[1] + size[2]) / CPU_FLOPS
     return Cost(texts, 3 * texts, 0, seconds)
+def _unused_text(plan: Plan, node: Node, served: Mapping[str, Sequence[str]]) -> bool:
+    """A text node whose SAE serves no located cross-section in any of its eval's score nodes:
+    the run loads nothing for it (runtime/execute/run.py)."""
+    eval_name = node.id[len("text["):].split("/", 1)[0]
+    mine = [n.id for n in plan.by_kind("score") if n.id.startswith(f"score[{eval_name}/") and n.params.sae.name == node.params.sae.name]
+    return bool(mine) and all(i in served and not served[i] for i in mine)
+
+
 def _after_locate(node: Node) -> bool:
     """A score or suite node, or a baseline beside an SAE: whether it does anything depends on
     what locate finds."""

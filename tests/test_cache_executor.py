@@ -54,7 +54,7 @@ def toy_passes(calls: list[str], fail: str | None = None):
         total = sum(a.meta["value"] for a in inputs.values()) + 1
         return Artifact({"value": total}, {"t": torch.tensor([float(total)])})
 
-    return {kind: run for kind in ("sample", "locate", "trace", "ground_truth", "score", "report")}
+    return {kind: run for kind in ("sample", "locate", "trace", "ground_truth", "score", "suite", "report")}
 
 
 def test_second_run_is_all_cache_hits_with_identical_artifacts(tmp_path):
@@ -74,7 +74,7 @@ def test_adding_an_sae_runs_only_its_nodes(tmp_path):
     calls.clear()
     bigger = lower(make_spec(saes=("res[0]", "res[1]", "res[2]")), VERSIONS)
     execute(bigger, ArtifactCache(tmp_path), toy_passes(calls), reporter=Reporter("quiet"))
-    assert calls == ["score[gt/res[2]]", "report[gt]"]
+    assert calls == ["score[gt/res[2]]", "suite[gt/res]", "report[gt]"]  # the family's suite gains a member
 
 
 def test_a_failure_names_the_node_and_keeps_what_finished(tmp_path):

@@ -24,6 +24,9 @@ def family(tmp_path_factory) -> Path:
     spec = make_project(folder, "res[*]")
     text = spec.read_text()
     assert ONE_SITE[0] in text
+    # Text metrics too: they splice each SAE in at its own hook, which an unused member must not cost.
+    assert "  score sufficiency, necessity, control, interpretability\n" in text
+    text = text.replace("  score sufficiency, necessity, control, interpretability\n", "  score sufficiency, necessity, control, interpretability, ce_loss_score, kl_div_score\n")
     spec.write_text(text.replace(*ONE_SITE) + "\n")
     # The members nothing needs carry garbage weights: loading them would fail the run.
     for layer in (0, 2):
@@ -44,6 +47,10 @@ def test_members_that_serve_no_located_cross_section_are_never_loaded(family, tm
         assert entry["sae"]["d_sae"] == 64  # from its cfg.json, which is fine
     assert summary.saes_loaded == ("res[1]",)
     assert set(summary.unused) == {"score[tiny_gt/res[0]]", "score[tiny_gt/res[2]]"}
+    text = doc["text"]["saes"]
+    assert text["res[1]"]["scores"] is not None
+    for name in ("res[0]", "res[2]"):
+        assert text[name]["scores"] is None and text[name]["reason"].startswith("unused") and "text metrics were not computed" in text[name]["reason"]
     # The family as a suite: one located cross-section, served by res[1] alone, so the suite's
     # numbers are that member's (one site: the joint greedy edit is the member's own).
     suite = doc["suites"]["res"]
@@ -75,7 +82,10 @@ def test_plan_marks_score_nodes_after_locate_then_says_which_run(family, tmp_pat
     for name in ("res[0]", "res[2]"):
         line = next(x for x in lines if f"score[tiny_gt/{name}]" in x)
         assert "unused: serves none of the located cross-sections, loads nothing" in line and "prompt-passes" not in line
-    assert "at most" not in after.stdout
+    assert "to run: at most" not in after.stdout and "after locate, at most" not in after.stdout
+    for name in ("res[0]", "res[2]"):  # nor do their text metrics
+        line = next(x for x in lines if f"text[tiny_gt/{name}]" in x)
+        assert "unused" in line and "prompt-passes" not in line
     as_json = json.loads(sagec("plan", str(family), "--json", "--cache-dir", str(cache), cwd=tmp_path).stdout)
     est = as_json["estimate"]
     assert est["score[tiny_gt/res[1]]"] | {"seconds": None} == {**est["score[tiny_gt/res[1]]"], "after_locate": "runs", "serves": ["mlp_out 1@end"], "seconds": None}

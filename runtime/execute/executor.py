@@ -70,26 +70,31 @@ def execute(
     force: Iterable[str] = (),
     only: str | None = None,
     context: Context | None = None,
-    after_locate: Callable[[dict[str, Artifact]], None] | None = None,
+    after_locate: Callable[[dict[str, Artifact]], dict[str, Artifact] | None] | None = None,
 ) -> tuple[dict[str, Artifact], list[NodeOutcome]]:
     """`force`: node ids to recompute even when cached. `only`: run that node and what it needs.
     `after_locate(artifacts)`: called once, before the first node that loads an SAE, scores or
     reports (when every locate node is done), with the artifacts so far: where the run decides
-    which SAEs it needs (runtime/execute/members.py)."""
+    which SAEs it needs (runtime/execute/members.py). It may return artifacts for nodes that have
+    nothing to do in this run (a text node of an SAE that serves no located cross-section): those
+    are used as they are and never cached, since their keys do not depend on what was located."""
     nodes = plan.upstream(only) if only is not None else plan.nodes
     forced = set(force)
     ctx = context or Context(cache, reporter)
     artifacts: dict[str, Artifact] = {}
     outcomes: list[NodeOutcome] = []
     pending = after_locate
+    transient: dict[str, Artifact] = {}
     for index, node in enumerate(nodes, start=1):
         if pending is not None and node.kind in AFTER_LOCATE:
-            pending(artifacts)
+            transient = dict(pending(artifacts) or {})
             pending = None
         started = time.perf_counter()
         artifact = None if node.id in forced else _load(cache, node, reporter)
         cached = artifact is not None
-        if artifact is None:
+        if artifact is None and node.id in transient:
+            artifact = transient[node.id]
+        elif artifact is None:
             reporter.node_started(node, index, len(nodes))
             inputs = {i: artifacts[i] for i in node.inputs}
             try:

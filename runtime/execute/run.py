@@ -81,7 +81,7 @@ def run_spec(
     for warning in check_saes(spec, [(s, m) for s, m in pairs if not _lazy(s)], require=True):
         reporter.warn(warning)
     texts = [n for n in nodes if n.kind == "text" and (force or not cache.has(n.key))]
-    members = _Members(spec, plan, scores, texts, reporter)
+    members = _Members(spec, plan, scores, texts, reporter, [n for n in nodes if n.kind == "score"])
     try:
         artifacts, outcomes = execute(plan, cache, PASSES, reporter=reporter, force=[n.id for n in nodes] if force else (), only=only,
                                       context=ctx, after_locate=members)
@@ -137,22 +137,27 @@ class _Members:
     (one pass over the corpus instead of one per layer), and checks them against their model
     before any is scored. Members that serve nothing are named, never loaded or built."""
 
-    def __init__(self, spec: Spec, plan: Plan, scores, texts, reporter: Reporter):
+    def __init__(self, spec: Spec, plan: Plan, scores, texts, reporter: Reporter, every_score=()):
         self.spec, self.plan, self.scores, self.texts, self.reporter = spec, plan, list(scores), list(texts), reporter
+        self.every_score = list(every_score) or self.scores
         self.unused: dict[str, str] = {}
 
-    def __call__(self, artifacts) -> None:
+    def __call__(self, artifacts) -> dict:
         from runtime.execute.members import architectures, resolve_all
 
         def meta(node_id: str):
             return artifacts[node_id].meta if node_id in artifacts else None
 
-        resolved = resolve_all(self.plan, self.scores, meta, architectures())
+        todo = {n.id for n in self.scores}
+        everything = resolve_all(self.plan, self.every_score, meta, architectures())
+        resolved = {i: r for i, r in everything.items() if i in todo}
         self.unused = {i: r.reason for i, r in resolved.items() if not r.runs and r.reason}
         models = {n.id: n.params.model for n in self.scores}
         needed = list(dict.fromkeys((sae, models[i]) for i, r in resolved.items() for sae in r.needs))
-        # Text metrics splice every SAE in at its own hook whatever was located: built in the same pass.
-        needed += [(n.params.sae, n.params.model) for n in self.texts if (n.params.sae, n.params.model) not in needed]
+        skipped = self._unused_texts(everything, artifacts)
+        # Text metrics splice an SAE in at its own hook whatever was located, if it serves one:
+        # built in the same pass.
+        needed += [(n.params.sae, n.params.model) for n in self.texts if n.id not in skipped and (n.params.sae, n.params.model) not in needed]
         if self.unused:
             self.reporter.info(f"{len(resolved) - len(self.unused)} of {len(resolved)} score nodes serve a located cross-section; "
                                f"unused (never loaded): {', '.join(self.plan.node(i).params.label for i in self.unused)}")
@@ -163,6 +168,28 @@ class _Members:
             zoo_saes.prepare([sae.ref for sae in lazy])
             for warning in check_saes(self.spec, [(s, m) for s, m in needed if s in lazy], require=True):
                 self.reporter.warn(warning)
+        return skipped
+
+    def _unused_texts(self, resolved, artifacts) -> dict:
+        """Text nodes of SAEs that serve no located cross-section in any of their eval's score
+        nodes: not loaded for text metrics either (issue 13: an unused member costs no load).
+        Their artifact says so; the executor does not cache it, since a text node's key does not
+        depend on what was located."""
+        from runtime.store.cache import Artifact
+
+        out = {}
+        for node in self.texts:
+            eval_name = node.id[len("text["):].split("/", 1)[0]
+            mine = [n for n in self.every_score if n.id.startswith(f"score[{eval_name}/") and n.params.sae.name == node.params.sae.name]
+            if not mine or not all(n.id in resolved and not resolved[n.id].runs for n in mine):
+                continue
+            reason = resolved[mine[0].id].reason or "it serves no located cross-section"
+            corpus = artifacts.get(node.inputs[0])
+            sae = node.params.sae
+            out[node.id] = Artifact({"text": {"name": node.params.label, "location": None, "hook": sae.hook or f"{sae.source} {sae.ref or sae.sae_id}",
+                                              "corpus": corpus.meta["corpus"]["name"] if corpus is not None else "", "scores": None,
+                                              "reason": f"{reason}; its text metrics were not computed either"}})
+        return out
 
 
 def _out_dir(ev, override: str | os.PathLike[str] | None, n_evals: int) -> Path:
