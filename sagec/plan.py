@@ -32,7 +32,7 @@ PASS_VERSIONS = {
     "locate": 2,  # 2: `select top K` is K in total; residual streams ranked apart; method integrated
     "trace": 2,  # 2: the MLP's input (mlp_in) beside every MLP output, for transcoders
     "ground_truth": 2,  # 2: sufficiency's direction is "one" (the closer to 1 the better)
-    "score": 5,  # 2: results keyed by the spec's SAE name (zoo SAEs' own as zoo_name); 3: as ground_truth 2; 4: residual_pair; 5: TransformerLens preprocessing (centring)
+    "score": 6,  # 2: results keyed by the spec's SAE name (zoo SAEs' own as zoo_name); 3: as ground_truth 2; 4: residual_pair; 5: TransformerLens preprocessing (centring); 6: latents held sparse (the same numbers to float tolerance)
     "baseline": 1,
     "suite": 1,
     "corpus": 1,

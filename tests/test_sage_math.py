@@ -125,7 +125,7 @@ def test_residual_reconstruction_recovers_a_sublayer_through_a_lossless_sae():
     sae = LinearSae(torch.eye(4))
     r_before, c = torch.randn(5, 4), torch.randn(5, 4)
     c_hat, f_c = reconstruct.residual(sae, r_before + c, c)
-    assert torch.allclose(c_hat, c, atol=1e-5) and torch.allclose(f_c, c, atol=1e-5)
+    assert torch.allclose(c_hat, c, atol=1e-5) and torch.allclose(f_c.to_dense(), c, atol=1e-5)
     pair_hat, _ = reconstruct.residual_pair(sae, sae, r_before, r_before + c, c)
     assert torch.allclose(pair_hat, c, atol=1e-5)
     direct_hat, _ = reconstruct.direct(sae, c)
@@ -138,7 +138,7 @@ def test_residual_reconstruction_by_hand_with_a_relu():
     # E(r_after) = [1, 0]; E(r_after - c) = relu([-1, -1]) = [0, 0]: the features c contributes
     # are [1, 0], and the reconstruction is [1, 0] (the negative part is invisible to a ReLU).
     c_hat, f_c = reconstruct.residual(sae, r_after, c)
-    assert torch.allclose(f_c, torch.tensor([[1.0, 0.0]])) and torch.allclose(c_hat, torch.tensor([[1.0, 0.0]]))
+    assert torch.allclose(f_c.to_dense(), torch.tensor([[1.0, 0.0]])) and torch.allclose(c_hat, torch.tensor([[1.0, 0.0]]))
 
 
 def test_residual_pair_by_hand_with_relus():
@@ -149,11 +149,11 @@ def test_residual_pair_by_hand_with_relus():
     # c_hat = [2, 2] (the before side's negative part is lost, as a ReLU SAE loses it).
     c_hat, f = reconstruct.residual_pair(before, after, r_before, r_after, c)
     assert torch.allclose(c_hat, torch.tensor([[2.0, 2.0]]))
-    assert torch.allclose(f, torch.tensor([[3.0, 2.0, 1.0, 0.0]]))  # after's latents, then before's
+    assert torch.allclose(f.to_dense(), torch.tensor([[3.0, 2.0, 1.0, 0.0]]))  # after's latents, then before's
     w = reconstruct.pair_decoder(before, after)
     assert torch.allclose(w, torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]))
     # The latents through the pair's decoder give S_after(r_after) - S_before(r_before), biases cancelled.
-    assert torch.allclose(f @ w, after.decode(after.encode(r_after)) - before.decode(before.encode(r_before)))
+    assert torch.allclose(f.to_dense() @ w, after.decode(after.encode(r_after)) - before.decode(before.encode(r_before)))
 
 
 def test_residual_pair_takes_what_else_lies_between_the_saes_exactly():
@@ -261,6 +261,28 @@ def test_greedy_edits_match_the_definition_and_chunking_changes_nothing(monkeypa
     monkeypatch.setattr(control, "GATHER_BUDGET", 1)  # one row per chunk
     edits_1, chosen_1 = control.greedy_edits(f_src, f_tgt, w_dec, true_delta, ks=(1, 3, 6))
     assert torch.equal(chosen_1, chosen) and all(torch.allclose(edits_1[k], edits[k]) for k in edits)
+
+
+def test_greedy_edits_match_the_definition_with_thousands_of_candidates():
+    """A densely firing SAE: every latent differs between p and p', C = 3000 candidates per
+    pair. Each step of the definition, vectorised over candidates: the distance of every
+    candidate's running sum to the target, taken whole (no incremental dot products)."""
+    g = torch.Generator().manual_seed(8)
+    n, width, d, steps = 3, 3000, 16, 8
+    f_src = torch.rand(n, width, generator=g, dtype=torch.float64) + 0.1
+    f_tgt = torch.rand(n, width, generator=g, dtype=torch.float64) + 0.1
+    w_dec, true_delta = torch.randn(width, d, generator=g, dtype=torch.float64), torch.randn(n, d, generator=g, dtype=torch.float64)
+    edits, chosen = control.greedy_edits(f_src, f_tgt, w_dec, true_delta, ks=(1, 4, steps))
+    for p in range(n):
+        step = (f_tgt[p] - f_src[p])[:, None] * w_dec  # (C, d)
+        running, left = torch.zeros(d, dtype=torch.float64), torch.ones(width, dtype=torch.bool)
+        for k in range(steps):
+            distance = (running + step - true_delta[p]).norm(dim=1).masked_fill(~left, math.inf)
+            j = int(distance.argmin())
+            assert int(chosen[p, k]) == j
+            running, left[j] = running + step[j], False
+            if k + 1 in edits:
+                assert torch.allclose(edits[k + 1][p], running)
 
 
 def test_edit_magnitude_matches_the_dense_weights():

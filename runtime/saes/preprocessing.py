@@ -158,11 +158,19 @@ def transcode(transcoder: Any, prep: Preprocessing, x: Any, c: Any) -> tuple[Any
     return c_hat + prep.removed(c), f
 
 
-def residual(sae: Any, prep: Preprocessing, r_after: Any, c: Any) -> tuple[Any, Any]:
+def residual(sae: Any, prep: Preprocessing, r_after: Any, c: Any, *, after: Any = None) -> tuple[Any, Any]:
+    """`after`: `encoded(sae, prep, r_after)`, shared by the sublayers written at one point."""
     from runtime.sage import reconstruct
 
-    c_hat, f = reconstruct.residual(sae, prep.to_sae(r_after), prep.to_sae(c))
+    c_hat, f = reconstruct.residual(sae, prep.to_sae(r_after), prep.to_sae(c), after=after)
     return c_hat + prep.removed(c), f
+
+
+def encoded(sae: Any, prep: Preprocessing, r_after: Any) -> Any:
+    """What `residual` computes from the stream alone, in the SAE's frame."""
+    from runtime.sage import reconstruct
+
+    return reconstruct.encoded(sae, prep.to_sae(r_after))
 
 
 def residual_pair(before: Any, prep_before: Preprocessing, after: Any, prep_after: Preprocessing, r_before: Any, r_after: Any, c: Any) -> tuple[Any, Any]:

@@ -4,6 +4,13 @@ For each supervised code u_{i,v}, the cosine similarity with its best-matching d
 one-to-one (Hungarian) matching of codes to latents maximising total cosine, whose mean is the
 analogue of SynthSAEBench's mean correlation coefficient. Cosines are signed: a decoder direction
 pointing against a feature adds it with a negative activation, which a ReLU SAE cannot do.
+
+A wide SAE's (n_codes, d_sae) cosine matrix is never held: the decoder is read in chunks of rows,
+keeping each code's best few latents, and the matching runs over those candidates only. With n
+codes, taking each code's top n latents loses nothing: if an optimal matching gives code i a
+latent outside its top n, one of its top n is free (the other n - 1 codes hold at most n - 1),
+and moving i there does not lower the total. So the candidate matching has the full one's value
+(and the same matching when that is unique, as it is for cosines in general position).
 """
 
 from __future__ import annotations
@@ -12,6 +19,9 @@ from dataclasses import dataclass
 
 import torch
 from scipy.optimize import linear_sum_assignment
+
+# Decoder rows read at once when cosines are taken (a chunk of d_sae, times d floats).
+ROWS_BUDGET = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -28,15 +38,36 @@ def cosine_matrix(codes: torch.Tensor, w_dec: torch.Tensor) -> torch.Tensor:
     return u.to(torch.float64) @ w.to(torch.float64).T
 
 
+def candidates(codes: torch.Tensor, w_dec: torch.Tensor, per_code: int, *, absolute: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each code's `per_code` best latents by cosine, (n_codes, per_code) latent indices and
+    cosines in decreasing order, reading the decoder a chunk of rows at a time."""
+    per_code = min(per_code, len(w_dec))
+    step = max(per_code, ROWS_BUDGET // max(1, w_dec.shape[1]))
+    best_cos = torch.empty(len(codes), 0, dtype=torch.float64)
+    best_idx = torch.empty(len(codes), 0, dtype=torch.long)
+    for start in range(0, len(w_dec), step):
+        cos = cosine_matrix(codes, w_dec[start : start + step])
+        cos = cos.abs() if absolute else cos
+        merged_cos = torch.cat([best_cos, cos], dim=1)
+        merged_idx = torch.cat([best_idx, torch.arange(start, start + cos.shape[1]).expand(len(codes), -1)], dim=1)
+        # A partial selection (a full sort of every chunk costs seconds at 2^20 latents); which
+        # of two exactly tied latents it keeps changes no cosine.
+        top = torch.topk(merged_cos, per_code, dim=1)
+        best_cos, best_idx = top.values, merged_idx.gather(1, top.indices)
+    return best_idx, best_cos
+
+
 def align(codes: torch.Tensor, w_dec: torch.Tensor, *, absolute: bool = False) -> Alignment:
     """`codes` (n_codes, d), `w_dec` (d_sae, d). Needs d_sae >= n_codes for a full matching.
     `absolute`: match on |cosine|, for a basis whose coordinates take either sign."""
-    cos = cosine_matrix(codes, w_dec)
+    index, _ = candidates(codes, w_dec, len(codes), absolute=absolute)
+    pool = torch.unique(index)  # ascending: ties in the matching go as over all latents
+    cos = cosine_matrix(codes, w_dec[pool])
     cos = cos.abs() if absolute else cos
-    best_cosine, best_latent = cos.max(dim=1)
+    best_cosine, best_at = cos.max(dim=1)
     rows, cols = linear_sum_assignment(cos.numpy(), maximize=True)
     matched_latent = torch.full((len(codes),), -1, dtype=torch.long)
     matched_cosine = torch.full((len(codes),), float("nan"), dtype=torch.float64)
-    matched_latent[torch.as_tensor(rows)] = torch.as_tensor(cols)
+    matched_latent[torch.as_tensor(rows)] = pool[torch.as_tensor(cols)]
     matched_cosine[torch.as_tensor(rows)] = cos[torch.as_tensor(rows), torch.as_tensor(cols)]
-    return Alignment(best_cosine, best_latent, matched_cosine, matched_latent)
+    return Alignment(best_cosine, pool[best_at], matched_cosine, matched_latent)

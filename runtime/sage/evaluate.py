@@ -27,6 +27,7 @@ import torch
 from runtime.sage import alignment, control, interpretability, validation
 from runtime.sage.dictionaries import Dictionary, Value
 from runtime.sage.metrics import METRICS, described
+from runtime.sage.sparse import Latents, as_latents
 from runtime.sage.statistics import LEVEL, Estimate, bootstrap, fraction_estimate, mean_estimate, resample, safe_ratio, undefined
 
 
@@ -44,17 +45,35 @@ Patched = Callable[[list[Condition]], list[Outcome]]
 
 @dataclass(frozen=True)
 class SaeSite:
-    """One SAE at one site, through whichever reconstruction variant serves it there."""
+    """One SAE at one site, through whichever reconstruction variant serves it there.
+
+    Latents are held sparse (runtime/sage/sparse.Latents: only the nonzero ones of each prompt),
+    as reconstruct.* returns them; a dense (N, L) tensor given here is made sparse, keeping every
+    coordinate for a basis (whose zeros are not "inactive": it thresholds at its median)."""
 
     a_hat: torch.Tensor  # (N, d) reconstruction of the clean activations
-    f: torch.Tensor  # (N, L) latents of the clean prompts
-    twin_f: Mapping[str, torch.Tensor]  # attribute -> (N, L) latents of its twins
+    f: Latents  # (N, L) latents of the clean prompts
+    twin_f: Mapping[str, Latents]  # attribute -> (N, L) latents of its twins
     w_dec: torch.Tensor  # (L, d) decoder rows
     # A basis baseline (runtime/sage/baselines.py) has signed coordinates, not latents that fire:
     # direction j is active where f_j exceeds this train-split median, an edit that moves f_j
     # toward zero removes weight whichever its sign, and -W_dec[j] is as good a direction as
     # W_dec[j] (METHOD.md section 7). None for an SAE: active where f > 0.
     median: torch.Tensor | None = None  # (L,)
+
+    def __post_init__(self) -> None:
+        keep = self.median is not None
+        object.__setattr__(self, "f", as_latents(self.f, keep_zeros=keep))
+        object.__setattr__(self, "twin_f", {a: as_latents(t, keep_zeros=keep) for a, t in self.twin_f.items()})
+        for name, f in (("clean", self.f), *self.twin_f.items()):
+            if f.width != self.w_dec.shape[0]:
+                raise ValueError(f"the {name} latents are {f.width} wide but there are {self.w_dec.shape[0]} decoder rows")
+
+    def active(self) -> Latents:
+        """The active (prompt, latent) entries: f > 0, or above the median for a basis."""
+        if self.median is None:
+            return self.f.where(self.f.value > 0)
+        return self.f.where(self.f.value > self.median.to(self.f.dtype)[self.f.index])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,13 +392,11 @@ def score_site(site: SaeSite, a: torch.Tensor, dictionary: Dictionary, values: M
     alignment. A latent counts as nonzero for L0 and deadness (a residual-variant latent may be
     negative: c suppresses it), and as active for interpretability when positive (a basis
     direction: above its train-split median; METHOD.md)."""
-    nonzero = site.f != 0
-    active = site.f > 0 if site.median is None else site.f > site.median.to(site.f.dtype)
     return SiteScores(
         explained_variance=explained_variance(a, site.a_hat, seed=seed),
-        l0=mean_estimate(nonzero.sum(dim=1).to(torch.float64), seed=seed),
-        dead_fraction=fraction_estimate(~nonzero.any(dim=0), seed=seed),
-        interpretability=interpretability_scores(active, values, seed=seed),
+        l0=mean_estimate(site.f.nonzero_per_row().to(torch.float64), seed=seed),
+        dead_fraction=fraction_estimate(~site.f.ever_nonzero(), seed=seed),
+        interpretability=interpretability_scores(site.active(), values, seed=seed),
         **alignment_scores(dictionary, site.w_dec, seed=seed, signed=site.median is not None),
     )
 
@@ -438,7 +455,7 @@ def min_k(hits: Mapping[int, torch.Tensor], supervised_hits: torch.Tensor, *, se
     return Estimate(point, low, high, n)
 
 
-def interpretability_scores(active: torch.Tensor, values: Mapping[str, Sequence[Value]], *, seed: int = 0) -> Interpretability:
+def interpretability_scores(active: Latents | torch.Tensor, values: Mapping[str, Sequence[Value]], *, seed: int = 0) -> Interpretability:
     """Both views of interpretability; each fraction bootstrapped over its items (latents or
     values), the per-value best matches kept for the report."""
     properties = interpretability.feature_centric(active, values)
