@@ -20,9 +20,11 @@ from typing import Any
 
 import torch
 
-# Elements of one dense (rows, d_sae) chunk the encoder produces before it is made sparse: 64 MB
-# in float32, whatever the SAE's width (an encoder makes two or three of them at once).
-ENCODE_BUDGET = 1 << 24
+# Elements of one dense (rows, d_sae) chunk the encoder produces before it is made sparse: 128 MB
+# in float32, whatever the SAE's width (an encoder makes two or three of them at once). Not
+# smaller: some encoders read the whole decoder per call (sae_lens's TopK with
+# rescale_acts_by_decoder_norm takes W_dec's row norms), a cost per chunk.
+ENCODE_BUDGET = 1 << 25
 
 
 @dataclass(frozen=True)

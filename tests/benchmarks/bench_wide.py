@@ -100,21 +100,22 @@ def build_wide(zoo_folder: Path, width: int, out: Path, seed: int = 0) -> float:
 
 
 def build_dense_firing(folder: Path) -> tuple[str, float]:
-    """A random GPT-2-small-shaped model (the tiny task's word vocabulary) and a random,
-    untrained StandardSAE of 24,576 latents on its resid_post 6: the model block and weights GB."""
+    """A random GPT-2-small-shaped model (12 layers, d_model 768, 12 heads; tiny-ioi's word
+    tokenizer, so the tiny task's names are single tokens) and a random, untrained StandardSAE of
+    24,576 latents on its resid_post 6: the spec's model block and the SAE's weights in GB."""
     import torch
     from sae_lens import StandardSAE, StandardSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    sys.path.insert(0, str(ROOT))
-    from tests import tiny_families
-
+    tiny = ROOT / "runtime" / "zoo" / "data" / "models" / "tiny-ioi"
+    config = GPT2Config.from_pretrained(str(tiny))
+    config.update({"n_embd": 768, "n_layer": 12, "n_head": 12})
     torch.manual_seed(0)
-    config = GPT2Config(n_embd=768, n_layer=12, n_head=12, n_positions=64, vocab_size=len(tiny_families.VOCAB), **tiny_families.SPECIAL)
-    model = GPT2LMHeadModel(config).eval()
-    model.save_pretrained(folder / "model")
-    tiny_families.tokenizer().save_pretrained(folder / "model")
-    sae = StandardSAE(StandardSAEConfig(d_in=768, d_sae=DENSE_WIDTH, metadata={"hook_name": "blocks.6.hook_resid_post"}))
+    GPT2LMHeadModel(config).eval().save_pretrained(folder / "model")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny / name, folder / "model" / name)
+    sae = StandardSAE(StandardSAEConfig(d_in=768, d_sae=DENSE_WIDTH, metadata=SAEMetadata(hook_name="blocks.6.hook_resid_post", model_name="random-gpt2-small")))
     sae.save_model(str(folder / "sae"))
     block = f'model tiny {{\n  source path "{folder / "model"}"\n  dtype float32\n  device cpu\n}}'
     return block, 2 * DENSE_WIDTH * 768 * 4 / 1e9
@@ -193,8 +194,10 @@ def main() -> None:
             weights = build_wide(zoo, 1 << log2, sae)
             spec_path = folder / f"bench-{log2}.sage"
             spec_path.write_text(spec_text(args.model, sae))
-            if i == 0:  # fill the cache with the passes before scoring
-                warm = child(folder, spec_path)
+            if i == 0:  # fill the cache with the passes before scoring, scoring another SAE
+                build_wide(zoo, (1 << log2) + 1, folder / "warm")
+                (folder / "warm.sage").write_text(spec_text(args.model, folder / "warm"))
+                warm = child(folder, folder / "warm.sage")
                 if isinstance(warm, str):
                     print(f"the first run failed:\n{warm}")
                     return
