@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from runtime.sage.sparse import Latents
 from runtime.sage.statistics import Estimate, bootstrap, fraction_estimate, safe_ratio
 
 # Results names, in the order results.json and the report give them, with SAELens's own names
@@ -74,17 +75,21 @@ class Tally:
         """Add `values` (one per token) into the sums of the `texts` they belong to."""
         self.sums[name].index_add_(0, texts, values.detach().to(torch.float64))
 
-    def add_reconstruction(self, texts: torch.Tensor, x: torch.Tensor, x_hat: torch.Tensor, f: torch.Tensor) -> None:
+    def add_reconstruction(self, texts: torch.Tensor, x: torch.Tensor, x_hat: torch.Tensor, f: torch.Tensor | Latents) -> None:
         """Tokens (N, d_in) with their reconstructions and latents (N, d_sae), each of text `texts`."""
         x64, x_hat64 = x.detach().to(torch.float64), x_hat.detach().to(torch.float64)
-        active = f != 0
         ones = torch.ones(len(texts), dtype=torch.float64)
         self.add("resid_sq", texts, (x64 - x_hat64).pow(2).sum(-1))
         self.add("sq_norm", texts, x64.pow(2).sum(-1))
-        self.add("l0", texts, active.sum(-1).to(torch.float64))
+        if isinstance(f, Latents):  # sparse latents, as runtime/sage/reconstruct.py returns them
+            self.add("l0", texts, f.nonzero_per_row().to(torch.float64))
+            self.alive |= f.ever_nonzero()
+        else:
+            active = f != 0
+            self.add("l0", texts, active.sum(-1).to(torch.float64))
+            self.alive |= active.any(0)
         self.add("tokens", texts, ones)
         self.x_sum.index_add_(0, texts, x64)
-        self.alive |= active.any(0)
 
     def estimates(self, *, seed: int = 0) -> dict[str, Estimate]:
         """Every score and raw quantity, bootstrapped over texts."""
