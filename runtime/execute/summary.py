@@ -74,7 +74,7 @@ def eval_table(doc: dict) -> Table:
     saes = doc["saes"]
     for i, name in enumerate(ranked(saes, attributes), start=1):
         e = saes[name]
-        table.add_row(str(i), name, f"{len(e['sites'])} sites", *(estimate(e["scores"].get(k)) for k, _ in HEADLINE), _min_k(e["scores"]),
+        table.add_row(str(i), name, f"{len(e['sites'])} site{'s' if len(e['sites']) != 1 else ''}", *(estimate(e["scores"].get(k)) for k, _ in HEADLINE), _min_k(e["scores"]),
                       estimate((e.get("supervised_on_same_sites") or {}).get("logit_diff_recovered")))
     unused = [n for n, e in saes.items() if not e.get("scores")]
     if unused:
