@@ -34,7 +34,7 @@ PASS_VERSIONS = {
     "ground_truth": 2,  # 2: sufficiency's direction is "one" (the closer to 1 the better)
     "score": 6,  # 2: results keyed by the spec's SAE name (zoo SAEs' own as zoo_name); 3: as ground_truth 2; 4: residual_pair; 5: TransformerLens preprocessing (centring); 6: latents held sparse (the same numbers to float tolerance)
     "baseline": 1,
-    "suite": 1,
+    "suite": 2,  # 2: sparse latents read in decoder-row units; greedy in O(k C d)
     "corpus": 1,
     "text": 1,  # 1: ce_loss_score, kl_div_score, explained variance, L0, dead fraction on a corpus (METHOD.md section 8)
     "report": 5,  # 2: seeds recorded; 3: as ground_truth 2; 4: baselines; 5: suites

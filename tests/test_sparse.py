@@ -214,3 +214,5 @@ def test_latents_are_read_in_the_units_of_the_decoder_rows():
     assert torch.allclose(f.scaled(scale).decode(sae.W_dec.detach()) + sae.b_dec.detach(), c_hat, atol=1e-5)
     assert not torch.allclose(f.decode(sae.W_dec.detach()) + sae.b_dec.detach(), c_hat, atol=1e-3)
     assert reconstruct.decoder_scale(relu_sae()) is None
+    pair = reconstruct.latent_scale(relu_sae(), sae)  # residual_pair: the after SAE's latents, then the before's
+    assert torch.equal(pair, torch.cat([torch.ones(40), scale]))

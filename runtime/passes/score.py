@@ -113,23 +113,12 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
             before, partner = pairs[site]
             return preprocessing.residual_pair(partner.sae, partner.preprocessing, sae.sae, sae.preprocessing, stream(group, before, where.position), r_after, c)
 
-    def scale(site: str) -> torch.Tensor | None:
-        """Latents in the units of their decoder rows (reconstruct.decoder_scale)."""
-        own = reconstruct.decoder_scale(sae.sae)
-        if site not in pairs:
-            return own
-        other = reconstruct.decoder_scale(pairs[site][1].sae)
-        if own is None and other is None:
-            return None
-        ones = [torch.ones(int(x.W_dec.shape[0])) for x in (sae.sae, pairs[site][1].sae)]
-        return torch.cat([own if own is not None else ones[0], other if other is not None else ones[1]])
-
     sae_sites = {}
     for s in sites:
         a_hat, f = latents("clean", s)
         twin_f = {a: latents(f"twin:{a}", s)[1] for a in params.attributes}
         w_dec = reconstruct.pair_decoder(pairs[s][1].sae, sae.sae) if s in pairs else sae.sae.W_dec
-        factor = scale(s)
+        factor = reconstruct.latent_scale(sae.sae, pairs[s][1].sae if s in pairs else None)  # in decoder-row units
         if factor is not None:
             f, twin_f = f.scaled(factor), {a: t.scaled(factor) for a, t in twin_f.items()}
         sae_sites[s] = SaeSite(a_hat=a_hat, f=f, twin_f=twin_f, w_dec=w_dec.detach())

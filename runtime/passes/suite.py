@@ -107,6 +107,9 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
         a_hat, f = latents("clean", s, sae, how, pair)
         twin_f = {a: latents(f"twin:{a}", s, sae, how, pair)[1] for a in params.attributes}
         w_dec = reconstruct.pair_decoder(pair[1].sae, sae.sae) if pair else sae.sae.W_dec
+        factor = reconstruct.latent_scale(sae.sae, pair[1].sae if pair else None)  # as the score pass: decoder-row units
+        if factor is not None:
+            f, twin_f = f.scaled(factor), {a: t.scaled(factor) for a, t in twin_f.items()}
         suite_sites[s] = SaeSite(a_hat=a_hat, f=f, twin_f=twin_f, w_dec=w_dec.detach())
         variants[s] = how
     dictionaries = {s: d for s, d in dictionaries_from(gt).items() if s in sites}

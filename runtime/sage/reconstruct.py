@@ -100,6 +100,19 @@ def decoder_scale(sae: SaeLike) -> torch.Tensor | None:
         return 1 / sae.W_dec.norm(dim=-1)
 
 
+def latent_scale(sae: SaeLike, before: SaeLike | None = None) -> torch.Tensor | None:
+    """`decoder_scale` for the latents a variant returns: `sae`'s, or residual_pair's after SAE
+    (`sae`) and then its `before` SAE side by side; None when no latent needs scaling."""
+    own = decoder_scale(sae)
+    if before is None:
+        return own
+    other = decoder_scale(before)
+    if own is None and other is None:
+        return None
+    ones = [torch.ones(int(x.W_dec.shape[0])) for x in (sae, before)]
+    return torch.cat([own if own is not None else ones[0], other if other is not None else ones[1]])
+
+
 def explained_variance(a: torch.Tensor, a_hat: torch.Tensor) -> float:
     """1 - sum ||a - a_hat||^2 / sum ||a - mean a||^2 over prompts."""
     residual_energy = (a - a_hat).pow(2).sum()

@@ -42,6 +42,9 @@ class Latents:
     def n(self) -> int:
         return len(self.crow) - 1
 
+    def __len__(self) -> int:
+        return self.n
+
     @property
     def shape(self) -> tuple[int, int]:
         return (self.n, self.width)

@@ -14,7 +14,6 @@ suite serves, by count and by verified |patching effect|.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -38,22 +37,18 @@ from runtime.sage.evaluate import (
     score_site,
 )
 from runtime.sage.dictionaries import Dictionary, Value
+from runtime.sage.sparse import Latents, as_latents
 from runtime.sage.statistics import mean_estimate
 
 GATHER_BUDGET = control.GATHER_BUDGET
-
-
-def dense(f) -> torch.Tensor:
-    """Latents as an (N, L) tensor, whether held dense or sparse (anything with `to_dense`)."""
-    return f if isinstance(f, torch.Tensor) else f.to_dense()
 
 
 @dataclass(frozen=True)
 class Block:
     """One site of a joint edit: source and target latents, decoder rows, and the true change."""
 
-    f_source: torch.Tensor  # (N, L_s)
-    f_target: torch.Tensor  # (N, L_s)
+    f_source: Latents  # (N, L_s), sparse (runtime/sage/sparse.py)
+    f_target: Latents  # (N, L_s)
     w_dec: torch.Tensor  # (L_s, d_s)
     true_delta: torch.Tensor  # (N, d_s)
 
@@ -69,7 +64,7 @@ def greedy_across(blocks: Mapping[str, Block], ks: Sequence[int] = control.KS) -
     tables = {s: _candidates(b) for s, b in blocks.items()}
     widths = [tables[s][0].shape[1] for s in names]
     total = sum(widths)
-    rows = max(1, GATHER_BUDGET // max(1, total * max(total, max((b.w_dec.shape[1] for b in blocks.values()), default=1))))
+    rows = max(1, GATHER_BUDGET // max(1, total * max((b.w_dec.shape[1] for b in blocks.values()), default=1)))
     edits: dict[int, dict[str, list[torch.Tensor]]] = {k: {s: [] for s in names} for k in ks}
     chosen: dict[str, list[torch.Tensor]] = {s: [] for s in names}
     for start in range(0, n, rows):
@@ -89,17 +84,19 @@ def greedy_across(blocks: Mapping[str, Block], ks: Sequence[int] = control.KS) -
 def _candidates(b: Block) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each pair's latents that differ between p and p', in a padded (N, C) table (as
     control.greedy_edits lays them out): indices, availability, and the change df."""
-    n = len(b.f_source)
-    row_of, latent = torch.nonzero(b.f_target != b.f_source, as_tuple=True)
-    counts = torch.bincount(row_of, minlength=n)
+    source, target = as_latents(b.f_source), as_latents(b.f_target)
+    n = source.n
+    change = target.minus(source)  # entries in (row, latent) order
+    row_of, latent = change.row_of(), change.index
+    counts = change.crow.diff()
     width = int(counts.max()) if n and len(row_of) else 0
-    slot = torch.arange(len(row_of)) - (counts.cumsum(dim=0) - counts)[row_of]
+    slot = torch.arange(len(row_of)) - change.crow[:-1][row_of]
     candidates = torch.zeros(n, width, dtype=torch.long)
     available = torch.zeros(n, width, dtype=torch.bool)
     df = torch.zeros(n, width, dtype=b.w_dec.dtype)
     candidates[row_of, slot] = latent
     available[row_of, slot] = True
-    df[row_of, slot] = (b.f_target[row_of, latent] - b.f_source[row_of, latent]).to(b.w_dec.dtype)
+    df[row_of, slot] = change.value.to(b.w_dec.dtype)
     return candidates, available, df
 
 
@@ -110,9 +107,10 @@ def _greedy_rows(tables, blocks: Mapping[str, Block], part: slice, ks: Sequence[
         candidates, available, df = tables[s]
         w = blocks[s].w_dec
         rows_w = w[candidates]  # (n, C_s, d_s)
-        gram = torch.bmm(rows_w, rows_w.transpose(1, 2))
+        # As control.greedy_edits: the dots move by one product with the row taken per step,
+        # O(k C d) in all, never a C x C Gram block.
         dots = -torch.bmm(rows_w, blocks[s].true_delta[part].to(w.dtype)[:, :, None])[:, :, 0]
-        pieces.append((candidates, available.clone(), df, rows_w, gram, gram.diagonal(dim1=1, dim2=2), dots))
+        pieces.append((candidates, available.clone(), df, rows_w, None, rows_w.pow(2).sum(dim=2), dots))
     n = part.stop - part.start
     offsets = [0]
     for p in pieces:
@@ -138,11 +136,12 @@ def _greedy_rows(tables, blocks: Mapping[str, Block], part: slice, ks: Sequence[
                 here = has & (best >= lo) & (best < hi)
                 if not bool(here.any()):
                     continue
-                candidates, _, _, rows_w, gram, _, _ = pieces[b]
+                candidates, _, _, rows_w, _, _, _ = pieces[b]
                 local = (best - lo).clamp(0, max(hi - lo - 1, 0))
                 c = torch.where(here, coef, torch.zeros_like(coef)).to(rows_w.dtype)
-                running[s] = running[s] + c[:, None] * rows_w[rows, local]
-                dots[b] = dots[b] + c.to(dtype)[:, None] * gram[rows, local].to(dtype)
+                taken = rows_w[rows, local]  # (n, d_s)
+                running[s] = running[s] + c[:, None] * taken
+                dots[b] = dots[b] + c.to(dtype)[:, None] * torch.bmm(rows_w, taken[:, :, None])[:, :, 0].to(dtype)
                 chosen[s][:, step] = torch.where(here, candidates[rows, local], chosen[s][:, step])
             available[rows[has], best[has]] = False
         if step + 1 in ks:
@@ -150,19 +149,12 @@ def _greedy_rows(tables, blocks: Mapping[str, Block], part: slice, ks: Sequence[
     return edits, chosen
 
 
-def removed_shares(f_source: torch.Tensor, f_target: torch.Tensor, w_dec: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+def removed_shares(f_source: Latents | torch.Tensor, f_target: Latents | torch.Tensor, w_dec: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
     """Each step's share of the edit magnitude at one site (METHOD.md section 5: the weight, in
     p's reconstruction there, of what the chosen latent removes), (N, steps); zero at steps that
-    chose another site's latent, NaN rows where p's reconstruction is empty."""
-    f_source = f_source.to(w_dec.dtype)
-    x = f_source @ w_dec
-    j = chosen.clamp_min(0)
-    fs, ft = f_source.gather(1, j), f_target.to(w_dec.dtype).gather(1, j)
-    energy = x.pow(2).sum(dim=1, keepdim=True)
-    weights = fs * torch.bmm(w_dec[j], x[:, :, None])[:, :, 0] / energy.where(energy > 0, torch.ones_like(energy))
-    removed = ((fs - ft) / fs.where(fs != 0, torch.ones_like(fs))).clamp(0, 1).where(fs > 0, torch.zeros_like(fs))
-    share = weights * removed * (chosen >= 0)
-    return share.where(energy > 0, torch.full_like(share, math.nan))
+    chose another site's latent (-1 there), NaN rows where p's reconstruction is empty: exactly
+    control.removed_weights."""
+    return control.removed_weights(f_source, f_target, w_dec, chosen)
 
 
 def score_suite(
@@ -193,14 +185,14 @@ def score_suite(
         {s: _like(sites[s].a_hat, acts[s]) for s in names},
         {s: u0[s] + acts[s] - _like(sites[s].a_hat, acts[s]) for s in names},
     ]
-    f = {s: dense(sites[s].f) for s in names}
+    f = {s: sites[s].f for s in names}
     magnitudes: dict[str, dict[int, torch.Tensor]] = {}
     for a in attributes:
         blocks = {}
         for s in names:
             if a not in sites[s].twin_f:
                 raise ValueError(f"site {s!r} has no latents for the {a!r} twins")
-            blocks[s] = Block(f[s], dense(sites[s].twin_f[a]), sites[s].w_dec, twin_acts[a][s] - acts[s])
+            blocks[s] = Block(f[s], sites[s].twin_f[a], sites[s].w_dec, twin_acts[a][s] - acts[s])
         edits, chosen = greedy_across(blocks, ks)
         # The edit moves the REAL activations at every served site at once, k latents in all.
         conditions.extend({s: acts[s] + _like(edits[k][s], acts[s]) for s in names} for k in ks)
