@@ -78,7 +78,8 @@ def eval_table(doc: dict) -> Table:
                       estimate((e.get("supervised_on_same_sites") or {}).get("logit_diff_recovered")))
     unused = [n for n, e in saes.items() if not e.get("scores")]
     if unused:
-        table.add_row("", ", ".join(unused), "0 sites", "", "", "", "", "unused: serve no located cross-section" if all(saes[n].get("used") is False for n in unused) else "not scored (see results.json)")
+        names = ", ".join(unused) if len(unused) <= 6 else f"{len(unused)} SAEs: {', '.join(unused[:4])}, ..."
+        table.add_row("", names, "0 sites", "", "", "", "", "unused: serve no located cross-section" if all(saes[n].get("used") is False for n in unused) else "not scored (see results.json)")
     table.add_section()
     table.add_row("", "supervised dictionary", f"all {len(gt['sites'])}", *(estimate(gt.get(k)) for k, _ in HEADLINE), "", "")
     return table
