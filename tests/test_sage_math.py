@@ -261,9 +261,14 @@ def test_greedy_edits_match_the_definition_and_chunking_changes_nothing(monkeypa
     monkeypatch.setattr(control, "GATHER_BUDGET", 1)  # one row per chunk
     edits_1, chosen_1 = control.greedy_edits(f_src, f_tgt, w_dec, true_delta, ks=(1, 3, 6))
     assert torch.equal(chosen_1, chosen) and all(torch.allclose(edits_1[k], edits[k]) for k in edits)
+    for share in (0.0, 2.0):  # whole-decoder products for every pair, or gathered rows for every pair
+        monkeypatch.setattr(control, "DENSE_SHARE", share)
+        edits_2, chosen_2 = control.greedy_edits(f_src, f_tgt, w_dec, true_delta, ks=(1, 3, 6))
+        assert torch.equal(chosen_2, chosen) and all(torch.allclose(edits_2[k], edits[k]) for k in edits)
 
 
-def test_greedy_edits_match_the_definition_with_thousands_of_candidates():
+@pytest.mark.parametrize("dense_share", [0.25, 2.0])  # products with the whole decoder, or gathered rows
+def test_greedy_edits_match_the_definition_with_thousands_of_candidates(monkeypatch, dense_share):
     """A densely firing SAE: every latent differs between p and p', C = 3000 candidates per
     pair. Each step of the definition, vectorised over candidates: the distance of every
     candidate's running sum to the target, taken whole (no incremental dot products)."""
@@ -272,6 +277,7 @@ def test_greedy_edits_match_the_definition_with_thousands_of_candidates():
     f_src = torch.rand(n, width, generator=g, dtype=torch.float64) + 0.1
     f_tgt = torch.rand(n, width, generator=g, dtype=torch.float64) + 0.1
     w_dec, true_delta = torch.randn(width, d, generator=g, dtype=torch.float64), torch.randn(n, d, generator=g, dtype=torch.float64)
+    monkeypatch.setattr(control, "DENSE_SHARE", dense_share)
     edits, chosen = control.greedy_edits(f_src, f_tgt, w_dec, true_delta, ks=(1, 4, steps))
     for p in range(n):
         step = (f_tgt[p] - f_src[p])[:, None] * w_dec  # (C, d)
