@@ -55,8 +55,8 @@ def describe(locate: Locate, families: int, counts: Mapping[str, int] | None = N
         else:
             n_text = str(n)
         what = "cross-section" if pool == "sublayer" else "residual-stream cross-section"
-        plural = "" if n_text == "1" else "s"
         among = f" of {candidates[pool]}" if candidates is not None and pool in candidates else ""
+        plural = "" if n_text == "1" and not among else "s"  # "1 cross-section", "1 of 2 cross-sections"
         apart = " (ranked apart from the sublayers, with their own budget)" if pool == "residual" and len(pools(locate)) > 1 else ""
         parts.append(f"{n_text}{among} {what}{plural} selected{apart}: {rule(locate, families)}")
     return "; ".join(parts)

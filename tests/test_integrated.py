@@ -91,9 +91,9 @@ eval e {
 """
 
 
-def _locate(folder: Path, tmp_path: Path, method: str):
+def _locate(folder: Path, tmp_path: Path, method: str, select: str = "select top 2 verify patching"):
     (tmp_path / "model").symlink_to(folder)
-    spec = check_text(SPEC.replace("METHOD", method), str(tmp_path / "spec.sage"))
+    spec = check_text(SPEC.replace("METHOD", method).replace("select top 2 verify patching", select), str(tmp_path / "spec.sage"))
     plan = lower(spec)
     artifacts, _ = execute(plan, ArtifactCache(tmp_path / "cache"), PASSES, reporter=Reporter("quiet"), only="locate[e]")
     return artifacts["locate[e]"].meta
@@ -119,3 +119,14 @@ def test_plain_attribution_has_no_integrated_scores(folder, tmp_path):
     meta = _locate(folder, tmp_path, "method attribution")
     assert meta["steps"] is None and meta["integrated_patching_spearman"] is None
     assert all("integrated" not in c for c in meta["candidates"])
+
+
+def test_method_patching_ranks_every_candidate_by_its_real_effect_in_each_pool(folder, tmp_path):
+    meta = _locate(folder, tmp_path, "method patching", "select top 1")
+    assert all(c["patching"] is not None for c in meta["candidates"])  # every candidate patched
+    # one per pool: the head at the end beside the first token's stream, each its pool's best
+    assert meta["selected"] == ["head 0.0@end", "resid_pre 0@one"]
+    assert meta["selection"]["counts"] == {"sublayer": 1, "residual": 1}
+    assert "1 of 2 residual-stream cross-sections selected (ranked apart" in meta["selection"]["summary"]
+    effects = {c["site"]: c["patching"] for c in meta["candidates"]}
+    assert effects["resid_pre 0@one"] == pytest.approx(-90, abs=1) and effects["head 0.0@end"] == pytest.approx(-180, abs=2)
