@@ -12,7 +12,8 @@ of magnitude, not a promise. Counting the embedding per token would make Gemma-3
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,3 +180,140 @@ def _task(plan: Plan, node: Node):
         if upstream.kind == "sample":
             return upstream.params.task
     raise ValueError(f"internal: {node.id} has no sample node upstream")
+
+
+# --- an upper bound on what runs after locate, before the locate artifact exists -------------
+#
+# A locate block selects at most K cross-sections per pool (sagec.selection.budget; residual
+# streams have their own budget), so at most K (component, layer) classes hold a selected site,
+# and a member runs only if it can serve one of them. Per family the members that run are then at
+# most the sum, over each pool's K distinct serving sets with the most members, of their sizes: min(members, K x members per layer) for a suite with one member per layer. The
+# baselines beside a member and its text node run only when the member does, so each member is
+# costed as a bundle and a family's bound is its most expensive bundles. Which classes a member
+# can serve comes from configs (the CLI asks runtime.saes.serving; None: not known, counted as
+# serving everything), so the bound is still an upper bound and never counts a member twice.
+
+
+@dataclass(frozen=True)
+class FamilyBound:
+    """One family of one eval (or a single SAE) before locate: its members and node counts as
+    declared, at most how many run, and the bound on its cost (nodes not cached only)."""
+
+    eval: str
+    family: str
+    members: int
+    members_at_most: int
+    nodes: tuple[tuple[str, int, int], ...]  # (kind, declared, at most run)
+    forwards: int
+    backwards: int
+    seconds: float | None
+    covers: tuple[str, ...] = ()  # the ids of every node in its members' bundles
+
+    def to_json(self) -> dict:
+        return {"eval": self.eval, "family": self.family, "members": self.members, "members_at_most": self.members_at_most,
+                "nodes": {k: {"declared": d, "at_most": m} for k, d, m in self.nodes},
+                "forwards": self.forwards, "backwards": self.backwards, "seconds": self.seconds}
+
+
+def candidates(plan: Plan, locate: Node, n_layers: int | None = None) -> tuple[tuple[str, object], ...] | None:
+    """The (pool, Location) classes a locate node's search space ranks, one per component and
+    layer (a head stands for every head of its layer: they are served by the same SAEs); the
+    layers are the block's, else `n_layers` (from the model's architecture), else from configs
+    (model_size); None when none of them is known."""
+    from sagec.locations import Location
+    from sagec.selection import pool_of
+
+    loc = locate.params.locate
+    size = model_size(locate) if n_layers is None and loc.layers is None else None
+    n_layers = n_layers if n_layers is not None else size[0] if size is not None else None
+    layers = loc.layers if loc.layers is not None else range(n_layers) if n_layers is not None else None
+    if layers is None:
+        return None
+    out = []
+    for component in loc.components:
+        for layer in layers:
+            head = 0 if component in ("head", "head_z") else None
+            out.append((pool_of(component), Location(component, layer, head)))
+    return tuple(out)
+
+
+def after_locate_bound(plan: Plan, costs: Mapping[str, Cost], reach: Mapping[str, frozenset[str] | None],
+                       cached: Callable[[str], bool], space: Mapping[str, tuple | None] | None = None) -> tuple[FamilyBound, ...]:
+    """Per family of every eval whose score nodes are unresolved: at most how many members, and
+    nodes beside them, run once located. `reach[score id]`: str() of the candidate Locations (as
+    `candidates` gives them) its SAE could serve under its reconstruction, None when unknown
+    (then it may serve any); a score node missing from `reach` is counted as serving any.
+    `space[locate id]`: its candidates, where the caller knows the layer count better."""
+    from sagec.selection import budget
+
+    out = []
+    for locate in plan.by_kind("locate"):
+        ev = locate.id[len("locate["):-1]
+        scores = [n for n in plan.by_kind("score") if n.inputs[1] == locate.id and costs[n.id].after_locate == "unresolved"]
+        if not scores:
+            continue
+        cands = space[locate.id] if space is not None and locate.id in space else candidates(plan, locate)
+        families = 0
+        for up in plan.upstream(locate.id):
+            if up.kind == "sample":
+                families = (1 if up.params.task.counterfactual else 0) + len(up.params.task.attributes)
+        k = budget(locate.params.locate, families)
+        groups: dict[str, dict[str, list[Node]]] = {}  # family -> SAE name -> its score nodes
+        for n in scores:
+            groups.setdefault(n.params.sae.name.split("[")[0], {}).setdefault(n.params.sae.name, []).append(n)
+        for family, members in groups.items():
+            out.append(_family_bound(plan, ev, family, members, costs, reach, cached, cands, k))
+    return tuple(out)
+
+
+def _family_bound(plan, ev, family, members, costs, reach, cached, cands, k) -> FamilyBound:
+    # Each member's bundle: its score nodes, the baselines beside them, its text node.
+    bundles: dict[str, list[Node]] = {}
+    serves: dict[str, set[str] | None] = {}
+    for name, scores in members.items():
+        ids = {n.id for n in scores}
+        beside = [b for b in plan.by_kind("baseline") if b.params.beside is not None and b.inputs[-1] in ids]
+        text = [t for t in plan.by_kind("text") if t.id == f"text[{ev}/{name}]"]
+        bundles[name] = [*scores, *beside, *text]
+        classes: set[str] | None = set()
+        for n in scores:
+            r = reach.get(n.id)
+            classes = None if r is None or classes is None else classes | set(r)
+        serves[name] = classes
+    if cands is None:
+        at_most = len(members)
+    else:
+        unknown = sum(1 for c in serves.values() if c is None)
+        known = [c for c in serves.values() if c is not None]
+        reaching = unknown + sum(1 for c in known if c)
+        # Classes served by the same members (a layer's heads, attention and MLP for a residual
+        # SAE) count once: K selected sites meet at most K distinct serving sets.
+        pools: dict[str, set[frozenset[str]]] = {}
+        for pool, location in cands:
+            pools.setdefault(pool, set()).add(frozenset(name for name, c in serves.items() if c is not None and str(location) in c))
+        if k is None:
+            at_most = reaching
+        else:
+            # Every selected class may also be served by each member of unknown location.
+            by_count = sum(sum(sorted((len(m) for m in sets), reverse=True)[:k]) for sets in pools.values())
+            at_most = min(reaching, unknown + by_count)
+    cost = [(sum(costs[n.id].forwards for n in b if not cached(n.key)), sum(costs[n.id].backwards for n in b if not cached(n.key)),
+             [costs[n.id].seconds for n in b if not cached(n.key)]) for b in bundles.values()]
+    top = sorted(cost, key=lambda c: (c[0] + 2 * c[1], sum(s or 0.0 for s in c[2])), reverse=True)[:at_most]
+    seconds = None if any(s is None for c in top for s in c[2]) else sum(s for c in top for s in c[2])
+    kinds = Counter(n.kind for b in bundles.values() for n in b)
+    # Per kind at most: the at_most members with the most nodes of that kind.
+    nodes = tuple((kind, declared, sum(sorted((sum(1 for n in b if n.kind == kind) for b in bundles.values()), reverse=True)[:at_most]))
+                  for kind, declared in kinds.items())
+    return FamilyBound(ev, family, len(members), at_most, nodes, sum(c[0] for c in top), sum(c[1] for c in top), seconds,
+                       tuple(n.id for b in bundles.values() for n in b))
+
+
+def total(plan: Plan, costs: Mapping[str, Cost], cached: Callable[[str], bool], bounds: Sequence[FamilyBound] = ()) -> tuple[int, int, float | None]:
+    """(forwards, backwards, seconds or None when a model's size is unknown) of every node not
+    cached, the members of `bounds`' families counted by their bound instead of one by one."""
+    bounded = {i for b in bounds for i in b.covers}
+    parts = [(c.forwards, c.backwards, c.seconds) for n in plan.nodes if not cached(n.key) and n.id not in bounded for c in (costs[n.id],)]
+    parts += [(b.forwards, b.backwards, b.seconds) for b in bounds]
+    seconds = None if any(s is None for _, _, s in parts) else sum(s for _, _, s in parts)
+    return sum(f for f, _, _ in parts), sum(b for _, b, _ in parts), seconds

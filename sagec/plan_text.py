@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
-from sagec.estimate import Cost
+from sagec.estimate import Cost, FamilyBound, total
 from sagec.plan import Node, Plan
 from sagec.selection import describe
 
@@ -52,11 +52,10 @@ def _seconds(s: float | None) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
-def render_text(plan: Plan, costs: Mapping[str, Cost], cached: Callable[[str], bool]) -> str:
+def render_text(plan: Plan, costs: Mapping[str, Cost], cached: Callable[[str], bool], bounds: Sequence[FamilyBound] = ()) -> str:
+    """`bounds` (sagec.estimate.after_locate_bound): per family, at most how many members run
+    after locate; the total then counts those, not every member."""
     lines = [f"plan for {plan.spec_file} (spec {plan.spec_hash[:12]}), {len(plan.nodes)} nodes"]
-    total_f = total_b = 0
-    total_s = 0.0
-    known = True
     pending = 0  # score nodes not resolved yet: their cost is an upper bound
     for i, node in enumerate(plan.nodes, start=1):
         c = costs[node.id]
@@ -71,13 +70,20 @@ def render_text(plan: Plan, costs: Mapping[str, Cost], cached: Callable[[str], b
             lines.append(f"      reads {', '.join(node.inputs)}")
         if not hit:
             pending += node.kind == "score" and c.after_locate == "unresolved"
-            total_f, total_b = total_f + c.forwards, total_b + c.backwards
-            if c.seconds is None:
-                known = False
-            else:
-                total_s += c.seconds
+    total_f, total_b, total_s = total(plan, costs, cached, bounds)
     bound = "at most " if pending else ""
-    lines.append(f"to run: {bound}{total_f} forward and {total_b} backward prompt-passes, about {bound}{_seconds(total_s) if known else '? (model size unknown)'}")
+    if bounds:
+        lines.append("after locate (only members serving a selected cross-section run, and locate selects at most K of them):")
+        for kind in ("score", "baseline", "text"):
+            declared = sum(d for b in bounds for k, d, _ in b.nodes if k == kind)
+            if declared:
+                at_most = sum(m for b in bounds for k, _, m in b.nodes if k == kind)
+                beside = " beside SAEs" if kind == "baseline" else ""
+                lines.append(f"  {kind}: {declared} declared{beside}, at most {at_most} run after locate")
+        for b in bounds:
+            lines.append(f"  {b.eval}/{b.family}: {b.members} member{'s' if b.members != 1 else ''}, at most {b.members_at_most} run, "
+                         f"at most {b.forwards} fwd + {b.backwards} bwd prompt-passes, ~{_seconds(b.seconds)}")
+    lines.append(f"to run: {bound}{total_f} forward and {total_b} backward prompt-passes, about {bound}{_seconds(total_s) if total_s is not None else '? (model size unknown)'}")
     if pending:
         lines.append(f"  {pending} score node(s) marked 'after locate': which SAEs serve a located cross-section is known once the "
                      f"locate artifact is cached; those that serve none are never loaded and cost nothing")

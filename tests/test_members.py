@@ -72,6 +72,11 @@ def test_plan_marks_score_nodes_after_locate_then_says_which_run(family, tmp_pat
     assert "to run: at most" in before.stdout and "'after locate'" in before.stdout
     as_json = json.loads(sagec("plan", str(family), "--json", "--cache-dir", str(cache), cwd=tmp_path).stdout)
     assert as_json["estimate"]["score[tiny_gt/res[0]]"]["after_locate"] == "unresolved"
+    # Before locate, from configs: only mlp_out 1 is searched, and only res[1] (resid_post 1) can serve it.
+    assert "score: 3 declared, at most 1 run after locate" in before.stdout
+    (bound,) = as_json["after_locate_bound"]
+    assert (bound["family"], bound["members"], bound["members_at_most"]) == ("res", 3, 1)
+    assert as_json["total"]["upper_bound"] is True
 
     run_spec(load_spec(str(family)), cache_dir=cache, out_dir=tmp_path / "out", only="locate[tiny_gt]", reporter=Reporter("quiet"))
     after = sagec("plan", str(family), "--cache-dir", str(cache), cwd=tmp_path)
@@ -90,6 +95,7 @@ def test_plan_marks_score_nodes_after_locate_then_says_which_run(family, tmp_pat
     est = as_json["estimate"]
     assert est["score[tiny_gt/res[1]]"] | {"seconds": None} == {**est["score[tiny_gt/res[1]]"], "after_locate": "runs", "serves": ["mlp_out 1@end"], "seconds": None}
     assert est["score[tiny_gt/res[0]]"]["forwards"] == 0 and est["score[tiny_gt/res[0]]"]["after_locate"] == "unused"
+    assert as_json["after_locate_bound"] == [] and as_json["total"]["upper_bound"] is False
 
 
 def test_baselines_beside_an_unused_member_cost_nothing(family, tmp_path):

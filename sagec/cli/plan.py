@@ -30,7 +30,7 @@ def _plan(spec_file: str, as_json: bool, as_dot: bool, cache_dir: str | None) ->
     from runtime.store.cache import ArtifactCache  # plain files; does not import torch
     from runtime.store.userdirs import cache_dir as default_cache_dir
     from sagec import load_spec
-    from sagec.estimate import estimate
+    from sagec.estimate import after_locate_bound, estimate, total
     from sagec.lower import lower
     from sagec.plan import to_json
     from sagec.plan_text import render_dot, render_text
@@ -40,15 +40,23 @@ def _plan(spec_file: str, as_json: bool, as_dot: bool, cache_dir: str | None) ->
     _check_saes(spec)
     cache = ArtifactCache(cache_dir or default_cache_dir())
     costs = estimate(plan, _served(plan, cache))
+    bounds = ()
+    if not as_dot:
+        reach, space = _reach(plan, costs)
+        bounds = after_locate_bound(plan, costs, reach, cache.has, space)
     if as_json:
         data = json.loads(to_json(plan))
         data["estimate"] = {node_id: c.to_json() for node_id, c in costs.items()}
+        data["after_locate_bound"] = [b.to_json() for b in bounds]
+        f, b, s = total(plan, costs, cache.has, bounds)
+        pending = any(c.after_locate == "unresolved" for n in plan.nodes if not cache.has(n.key) for c in (costs[n.id],))
+        data["total"] = {"forwards": f, "backwards": b, "seconds": s, "upper_bound": pending}
         data["cached"] = {n.id: cache.has(n.key) for n in plan.nodes}
         click.echo(json.dumps(data, indent=1, sort_keys=True))
     elif as_dot:
         click.echo(render_dot(plan, cache.has))
     else:
-        click.echo(render_text(plan, costs, cache.has))
+        click.echo(render_text(plan, costs, cache.has, bounds))
 
 
 def _served(plan, cache) -> dict[str, list[str]]:
@@ -66,6 +74,47 @@ def _served(plan, cache) -> dict[str, list[str]]:
 
     resolved = resolve_all(plan, scores, lambda node_id: located.get(node_id), architectures())
     return {node_id: list(r.sites) for node_id, r in resolved.items()}
+
+
+def _reach(plan, costs) -> tuple[dict[str, frozenset[str] | None], dict[str, tuple | None]]:
+    """For score nodes not resolved yet, the candidate classes of their locate's search space
+    (sagec.estimate.candidates) their SAE could serve, from configs alone (None where its
+    location cannot be read: counted as serving any). residual_pair is asked as residual: it
+    serves a subset of what residual does, so the bound stays an upper bound. Second: each
+    locate node's candidates, with the layer count from the model's architecture."""
+    from sagec.estimate import candidates
+
+    scores = [n for n in plan.by_kind("score") if costs[n.id].after_locate == "unresolved"]
+    if not scores:
+        return {}, {}
+    if any(n.params.sae.source == "zoo" or n.params.model.source == "zoo" for n in scores):
+        import runtime.zoo  # noqa: F401  - the zoo's catalogue says where its SAEs read, built or not
+    from runtime.execute.members import architectures
+    from runtime.saes.serving import served, where
+    from sagec.locations import CrossSection
+
+    arch = architectures()
+
+    def layers(node):
+        try:
+            return arch(node.params.model).n_layers
+        except Exception:  # noqa: BLE001 - no config at hand: candidates falls back on known sizes
+            return None
+
+    cands = {n.id: candidates(plan, n, layers(n)) for n in plan.by_kind("locate")}
+    out: dict[str, frozenset[str] | None] = {}
+    for node in scores:
+        space = cands[node.inputs[1]]
+        try:
+            location = where(node.params.sae, arch(node.params.model)).location
+        except Exception:  # noqa: BLE001 - a config not at hand: the bound counts it as serving any
+            location = None
+        if space is None or location is None:
+            out[node.id] = None
+            continue
+        variant = "residual" if node.params.reconstruct == "residual_pair" else node.params.reconstruct
+        out[node.id] = frozenset(str(c) for _, c in space if served(location, variant, CrossSection(c, "any")) is not None)
+    return out, cands
 
 
 def _check_saes(spec) -> None:

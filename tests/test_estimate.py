@@ -1,0 +1,79 @@
+"""The plan's bound on what runs after locate, before the locate artifact exists: `select top K`
+selects at most K cross-sections, so a family with one member per layer runs at most K members
+(sagec/estimate.py `after_locate_bound`), and baselines and text nodes beside them likewise."""
+
+import dataclasses
+
+from sagec.estimate import after_locate_bound, candidates, estimate
+from sagec.lower import lower
+from sagec.plan_text import render_text
+from tests.test_plan import VERSIONS, make_spec, origin
+from sagec.spec import Baseline, Sae
+
+LAYERS = 30
+
+
+def whole_model(top=6, per_family=False, fraction=None, layers_of=range(LAYERS), text=False):
+    """Family res[i] reading resid_post layers_of[i], over a 30-layer model, pca beside each."""
+    spec = make_spec(saes=(), baselines=(Baseline("pca"),))
+    saes = tuple(Sae(f"res[{i}]", "zoo", f"m/resid_post.{layer}", None, None, None, origin()) for i, layer in enumerate(layers_of))
+    ev = spec.evals[0]
+    loc = dataclasses.replace(ev.locate, top=None if fraction else top, fraction=fraction, per_family=per_family)
+    from sagec.spec import SaeUse
+
+    ev = dataclasses.replace(ev, locate=loc, saes=tuple(SaeUse(s.name, "residual") for s in saes),
+                             score=ev.score + (("ce_loss_score",) if text else ()))
+    spec = dataclasses.replace(spec, saes=saes, evals=(ev,))
+    plan = lower(spec, VERSIONS)
+    locate = plan.by_kind("locate")[0]
+    space = {locate.id: candidates(plan, locate, LAYERS)}
+    # what runtime.saes.serving says of resid_post L under residual reconstruction: L's sublayers
+    reach = {n.id: frozenset({f"head {layers_of[int(n.params.sae.name[4:-1])]}.0", f"mlp_out {layers_of[int(n.params.sae.name[4:-1])]}"})
+             for n in plan.by_kind("score")}
+    costs = estimate(plan)
+    return plan, costs, after_locate_bound(plan, costs, reach, lambda key: False, space)
+
+
+def test_a_30_layer_family_with_top_6_runs_at_most_6_members_and_their_baselines():
+    plan, costs, (bound,) = whole_model(top=6, text=True)
+    assert (bound.family, bound.members, bound.members_at_most) == ("res", 30, 6)
+    assert dict((k, (d, m)) for k, d, m in bound.nodes) == {"score": (30, 6), "baseline": (30, 6), "text": (30, 6)}
+    one = sum(costs[i].forwards for i in ("score[gt/res[0]]", "baseline[gt/pca beside res[0]]", "text[gt/res[0]]"))
+    assert bound.forwards == 6 * one and one > 0
+    text = render_text(plan, costs, lambda key: False, (bound,))
+    assert "score: 30 declared, at most 6 run after locate" in text
+    assert "baseline: 30 declared beside SAEs, at most 6 run after locate" in text
+    # the total counts 6 members, not 30: every node outside the family plus the bound
+    outside = sum(c.forwards for i, c in costs.items() if i not in bound.covers)
+    assert f"to run: at most {outside + bound.forwards} forward" in text
+    assert outside + bound.forwards < sum(c.forwards for c in costs.values())
+
+
+def test_hand_computed_bounds():
+    # Two members at layer 3, one at 5, one at 7: top 2 selects at most 2 classes, the worst two
+    # are layer 3's (2 members) and one other (1): at most 3 run.
+    assert whole_model(top=2, layers_of=(3, 3, 5, 7))[2][0].members_at_most == 3
+    # top 1 per family over the task's 3 twin families: K = 3, all four may run.
+    assert whole_model(top=1, per_family=True, layers_of=(3, 3, 5, 7))[2][0].members_at_most == 4
+    # top 1 in total: only layer 3's two.
+    assert whole_model(top=1, layers_of=(3, 3, 5, 7))[2][0].members_at_most == 2
+    # a fraction has no count before locate: every member that can serve a candidate
+    assert whole_model(fraction=0.1, layers_of=(3, 3, 5, 7))[2][0].members_at_most == 4
+    # top 6 over a 30-layer family is min(members, K): with 4 members, 4
+    assert whole_model(top=6, layers_of=(3, 4, 5, 7))[2][0].members_at_most == 4
+
+
+def test_members_outside_the_search_space_and_unknown_ones():
+    plan, costs, _ = whole_model(top=2, layers_of=(3, 4, 5))
+    locate = plan.by_kind("locate")[0]
+    ids = [n.id for n in plan.by_kind("score")]
+    # the search space is layers 3 and 4 only: res[2] (layer 5) can serve nothing
+    loc = dataclasses.replace(locate.params.locate, layers=(3, 4))
+    space = {locate.id: candidates(plan, dataclasses.replace(locate, params=dataclasses.replace(locate.params, locate=loc)))}
+    reach = {ids[0]: frozenset({"mlp_out 3"}), ids[1]: frozenset({"mlp_out 4"}), ids[2]: frozenset()}
+    assert after_locate_bound(plan, costs, reach, lambda key: False, space)[0].members_at_most == 2
+    # where a member reads is unknown: it may serve any selected class, so it is always counted
+    reach[ids[2]] = None
+    assert after_locate_bound(plan, costs, reach, lambda key: False, space)[0].members_at_most == 3
+    # the layer count unknown (no candidates): every member
+    assert after_locate_bound(plan, costs, reach, lambda key: False, {locate.id: None})[0].members_at_most == 3
