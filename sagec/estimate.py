@@ -203,7 +203,7 @@ class FamilyBound:
     family: str
     members: int
     members_at_most: int
-    nodes: tuple[tuple[str, int, int], ...]  # (kind, declared, at most run)
+    nodes: tuple[tuple[str, int, int, float | None], ...]  # (kind, declared, at most run, at most seconds)
     forwards: int
     backwards: int
     seconds: float | None
@@ -211,7 +211,7 @@ class FamilyBound:
 
     def to_json(self) -> dict:
         return {"eval": self.eval, "family": self.family, "members": self.members, "members_at_most": self.members_at_most,
-                "nodes": {k: {"declared": d, "at_most": m} for k, d, m in self.nodes},
+                "nodes": {k: {"declared": d, "at_most": m, "seconds": t} for k, d, m, t in self.nodes},
                 "forwards": self.forwards, "backwards": self.backwards, "seconds": self.seconds}
 
 
@@ -302,11 +302,19 @@ def _family_bound(plan, ev, family, members, costs, reach, cached, cands, k) -> 
     top = sorted(cost, key=lambda c: (c[0] + 2 * c[1], sum(s or 0.0 for s in c[2])), reverse=True)[:at_most]
     seconds = None if any(s is None for c in top for s in c[2]) else sum(s for c in top for s in c[2])
     kinds = Counter(n.kind for b in bundles.values() for n in b)
-    # Per kind at most: the at_most members with the most nodes of that kind.
-    nodes = tuple((kind, declared, sum(sorted((sum(1 for n in b if n.kind == kind) for b in bundles.values()), reverse=True)[:at_most]))
+    # Per kind at most: the at_most members with the most nodes, and the most seconds, of that kind.
+    nodes = tuple((kind, declared, sum(sorted((sum(1 for n in b if n.kind == kind) for b in bundles.values()), reverse=True)[:at_most]),
+                   _top_seconds([[costs[n.id].seconds for n in b if n.kind == kind and not cached(n.key)] for b in bundles.values()], at_most))
                   for kind, declared in kinds.items())
     return FamilyBound(ev, family, len(members), at_most, nodes, sum(c[0] for c in top), sum(c[1] for c in top), seconds,
                        tuple(n.id for b in bundles.values() for n in b))
+
+
+def _top_seconds(per_member: list[list[float | None]], n: int) -> float | None:
+    """The seconds of the n members costing most (None when a model's size is unknown)."""
+    if any(s is None for m in per_member for s in m):
+        return None
+    return sum(sorted((sum(m) for m in per_member), reverse=True)[:n])
 
 
 def total(plan: Plan, costs: Mapping[str, Cost], cached: Callable[[str], bool], bounds: Sequence[FamilyBound] = ()) -> tuple[int, int, float | None]:

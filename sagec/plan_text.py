@@ -75,11 +75,12 @@ def render_text(plan: Plan, costs: Mapping[str, Cost], cached: Callable[[str], b
     if bounds:
         lines.append("after locate (only members serving a selected cross-section run, and locate selects at most K of them):")
         for kind in ("score", "baseline", "text"):
-            declared = sum(d for b in bounds for k, d, _ in b.nodes if k == kind)
-            if declared:
-                at_most = sum(m for b in bounds for k, _, m in b.nodes if k == kind)
+            mine = [(d, m, t) for b in bounds for k, d, m, t in b.nodes if k == kind]
+            if mine:
+                seconds = None if any(t is None for _, _, t in mine) else sum(t for _, _, t in mine)
                 beside = " beside SAEs" if kind == "baseline" else ""
-                lines.append(f"  {kind}: {declared} declared{beside}, at most {at_most} run after locate")
+                lines.append(f"  {kind}: {sum(d for d, _, _ in mine)} declared{beside}, at most {sum(m for _, m, _ in mine)} run after locate, "
+                             f"at most ~{_seconds(seconds)}")
         for b in bounds:
             lines.append(f"  {b.eval}/{b.family}: {b.members} member{'s' if b.members != 1 else ''}, at most {b.members_at_most} run, "
                          f"at most {b.forwards} fwd + {b.backwards} bwd prompt-passes, ~{_seconds(b.seconds)}")

@@ -4,11 +4,13 @@ selects at most K cross-sections, so a family with one member per layer runs at 
 
 import dataclasses
 
+import pytest
+
 from sagec.estimate import after_locate_bound, candidates, estimate
 from sagec.lower import lower
 from sagec.plan_text import render_text
+from sagec.spec import Baseline, Sae, SaeUse
 from tests.test_plan import VERSIONS, make_spec, origin
-from sagec.spec import Baseline, Sae
 
 LAYERS = 30
 
@@ -19,11 +21,10 @@ def whole_model(top=6, per_family=False, fraction=None, layers_of=range(LAYERS),
     saes = tuple(Sae(f"res[{i}]", "zoo", f"m/resid_post.{layer}", None, None, None, origin()) for i, layer in enumerate(layers_of))
     ev = spec.evals[0]
     loc = dataclasses.replace(ev.locate, top=None if fraction else top, fraction=fraction, per_family=per_family)
-    from sagec.spec import SaeUse
-
     ev = dataclasses.replace(ev, locate=loc, saes=tuple(SaeUse(s.name, "residual") for s in saes),
                              score=ev.score + (("ce_loss_score",) if text else ()))
-    spec = dataclasses.replace(spec, saes=saes, evals=(ev,))
+    # a model of known size (sagec.estimate.KNOWN_SIZES), so that seconds are estimated
+    spec = dataclasses.replace(spec, models=(dataclasses.replace(spec.models[0], ref="smollm2-135m"),), saes=saes, evals=(ev,))
     plan = lower(spec, VERSIONS)
     locate = plan.by_kind("locate")[0]
     space = {locate.id: candidates(plan, locate, LAYERS)}
@@ -37,11 +38,13 @@ def whole_model(top=6, per_family=False, fraction=None, layers_of=range(LAYERS),
 def test_a_30_layer_family_with_top_6_runs_at_most_6_members_and_their_baselines():
     plan, costs, (bound,) = whole_model(top=6, text=True)
     assert (bound.family, bound.members, bound.members_at_most) == ("res", 30, 6)
-    assert dict((k, (d, m)) for k, d, m in bound.nodes) == {"score": (30, 6), "baseline": (30, 6), "text": (30, 6)}
+    assert dict((k, (d, m)) for k, d, m, _ in bound.nodes) == {"score": (30, 6), "baseline": (30, 6), "text": (30, 6)}
+    assert dict((k, t) for k, _, _, t in bound.nodes)["score"] == pytest.approx(6 * costs["score[gt/res[0]]"].seconds)
     one = sum(costs[i].forwards for i in ("score[gt/res[0]]", "baseline[gt/pca beside res[0]]", "text[gt/res[0]]"))
     assert bound.forwards == 6 * one and one > 0
+    assert bound.seconds == pytest.approx(6 * sum(costs[i].seconds for i in ("score[gt/res[0]]", "baseline[gt/pca beside res[0]]", "text[gt/res[0]]")))
     text = render_text(plan, costs, lambda key: False, (bound,))
-    assert "score: 30 declared, at most 6 run after locate" in text
+    assert "score: 30 declared, at most 6 run after locate, at most ~" in text
     assert "baseline: 30 declared beside SAEs, at most 6 run after locate" in text
     # the total counts 6 members, not 30: every node outside the family plus the bound
     outside = sum(c.forwards for i, c in costs.items() if i not in bound.covers)
