@@ -359,32 +359,52 @@ def _plan_sae(sae, supervised, acts, twin_acts, values, clean, dictionaries, ks,
         magnitudes[a] = {k: per_step[:, :, k - 1].nanmean(dim=0) for k in ks}
 
     def finish(outcomes: list[Outcome]) -> SaeScores:
-        spliced, removed, *edited = outcomes
-        sparse = {}
-        for index, a in enumerate(attributes):
-            mask, target = reference.pairs[a], reference.targets[a]
-            by_k = dict(zip(ks, edited[index * len(ks) : (index + 1) * len(ks)], strict=True))
-            hits = {k: (by_k[k].argmax[mask] == target.argmax[mask]).to(torch.float64) for k in ks}
-            sparse[a] = SparseControl(
-                no_intervention_agreement=supervised.control[a].no_intervention_agreement,
-                supervised_edit_success=supervised.control[a].edit_success,
-                supervised_edit_magnitude=supervised.control[a].edit_magnitude,
-                edit_success={k: _over_pairs(a, mask, lambda k=k: mean_estimate(hits[k], seed=seed)) for k in ks},
-                edit_magnitude={k: _over_pairs(a, mask, lambda k=k: _mean_where_defined(magnitudes[a][k][mask], seed=seed)) for k in ks},
-                min_k=_over_pairs(a, mask, lambda: min_k(hits, reference.edit_hits[a], seed=seed)),
-            )
-        ablated = reference.ablated.metric
-        return SaeScores(
-            sites=sites,
-            spliced_metric=mean_estimate(spliced.metric, seed=seed),
-            sufficiency=validation.sufficiency(clean.metric, spliced.metric, seed=seed),
-            logit_diff_recovered=validation.logit_diff_recovered(clean.metric, spliced.metric, ablated, seed=seed),
-            necessity=validation.necessity(clean.metric, removed.metric, ablated, seed=seed),
-            control=sparse,
-            per_site={s: score_site(sae[s], acts[s], dictionaries[s], values, seed=seed) for s in sites},
-        )
+        return scores_from(outcomes, sae, acts=acts, values=values, clean=clean, supervised=supervised,
+                           dictionaries=dictionaries, magnitudes=magnitudes, ks=ks, seed=seed)
 
     return conditions, finish
+
+
+def scores_from(
+    outcomes: Sequence[Outcome],
+    sites: Mapping[str, SaeSite],
+    *,
+    acts: Mapping[str, torch.Tensor],
+    values: Mapping[str, Sequence[Value]],
+    clean: Outcome,
+    supervised: SupervisedValidation,
+    dictionaries: Mapping[str, Dictionary],
+    magnitudes: Mapping[str, Mapping[int, torch.Tensor]],
+    ks: Sequence[int],
+    seed: int,
+) -> SaeScores:
+    """An SAE's (or a suite's) scores from the outcomes of its conditions, in the order both
+    planners build them: spliced, removed, then per attribute one edit per k."""
+    spliced, removed, *edited = outcomes
+    reference = supervised.reference
+    sparse = {}
+    for index, a in enumerate(reference.targets):
+        mask, target = reference.pairs[a], reference.targets[a]
+        by_k = dict(zip(ks, edited[index * len(ks) : (index + 1) * len(ks)], strict=True))
+        hits = {k: (by_k[k].argmax[mask] == target.argmax[mask]).to(torch.float64) for k in ks}
+        sparse[a] = SparseControl(
+            no_intervention_agreement=supervised.control[a].no_intervention_agreement,
+            supervised_edit_success=supervised.control[a].edit_success,
+            supervised_edit_magnitude=supervised.control[a].edit_magnitude,
+            edit_success={k: _over_pairs(a, mask, lambda k=k: mean_estimate(hits[k], seed=seed)) for k in ks},
+            edit_magnitude={k: _over_pairs(a, mask, lambda k=k: _mean_where_defined(magnitudes[a][k][mask], seed=seed)) for k in ks},
+            min_k=_over_pairs(a, mask, lambda: min_k(hits, reference.edit_hits[a], seed=seed)),
+        )
+    ablated = reference.ablated.metric
+    return SaeScores(
+        sites=tuple(sites),
+        spliced_metric=mean_estimate(spliced.metric, seed=seed),
+        sufficiency=validation.sufficiency(clean.metric, spliced.metric, seed=seed),
+        logit_diff_recovered=validation.logit_diff_recovered(clean.metric, spliced.metric, ablated, seed=seed),
+        necessity=validation.necessity(clean.metric, removed.metric, ablated, seed=seed),
+        control=sparse,
+        per_site={s: score_site(sites[s], acts[s], dictionaries[s], values, seed=seed) for s in sites},
+    )
 
 
 def score_site(site: SaeSite, a: torch.Tensor, dictionary: Dictionary, values: Mapping[str, Sequence[Value]], *, seed: int = 0) -> SiteScores:

@@ -19,26 +19,21 @@ from dataclasses import dataclass
 
 import torch
 
-from runtime.sage import control, validation
+from runtime.sage import control
 from runtime.sage.evaluate import (
     Condition,
     Outcome,
     Patched,
     SaeScores,
     SaeSite,
-    SparseControl,
     SupervisedValidation,
     _call,
     _check_shapes,
     _like,
-    _mean_where_defined,
-    _over_pairs,
-    min_k,
-    score_site,
+    scores_from,
 )
 from runtime.sage.dictionaries import Dictionary, Value
 from runtime.sage.sparse import Latents, as_latents
-from runtime.sage.statistics import mean_estimate
 
 GATHER_BUDGET = control.GATHER_BUDGET
 
@@ -198,31 +193,8 @@ def score_suite(
         conditions.extend({s: acts[s] + _like(edits[k][s], acts[s]) for s in names} for k in ks)
         per_step = torch.stack([removed_shares(b.f_source, b.f_target, b.w_dec, chosen[s]).double().cumsum(dim=1) for s, b in blocks.items()])
         magnitudes[a] = {k: per_step[:, :, k - 1].nanmean(dim=0) for k in ks}
-    spliced, removed, *edited = _call(patched, conditions)
-
-    sparse = {}
-    for index, a in enumerate(attributes):
-        mask, target = reference.pairs[a], reference.targets[a]
-        by_k = dict(zip(ks, edited[index * len(ks) : (index + 1) * len(ks)], strict=True))
-        hits = {k: (by_k[k].argmax[mask] == target.argmax[mask]).to(torch.float64) for k in ks}
-        sparse[a] = SparseControl(
-            no_intervention_agreement=supervised.control[a].no_intervention_agreement,
-            supervised_edit_success=supervised.control[a].edit_success,
-            supervised_edit_magnitude=supervised.control[a].edit_magnitude,
-            edit_success={k: _over_pairs(a, mask, lambda k=k: mean_estimate(hits[k], seed=seed)) for k in ks},
-            edit_magnitude={k: _over_pairs(a, mask, lambda k=k: _mean_where_defined(magnitudes[a][k][mask], seed=seed)) for k in ks},
-            min_k=_over_pairs(a, mask, lambda: min_k(hits, reference.edit_hits[a], seed=seed)),
-        )
-    ablated = reference.ablated.metric
-    return SaeScores(
-        sites=names,
-        spliced_metric=mean_estimate(spliced.metric, seed=seed),
-        sufficiency=validation.sufficiency(clean.metric, spliced.metric, seed=seed),
-        logit_diff_recovered=validation.logit_diff_recovered(clean.metric, spliced.metric, ablated, seed=seed),
-        necessity=validation.necessity(clean.metric, removed.metric, ablated, seed=seed),
-        control=sparse,
-        per_site={s: score_site(sites[s], acts[s], dictionaries[s], values, seed=seed) for s in names},
-    )
+    return scores_from(_call(patched, conditions), sites, acts=acts, values=values, clean=clean, supervised=supervised,
+                       dictionaries=dictionaries, magnitudes=magnitudes, ks=ks, seed=seed)
 
 
 @dataclass(frozen=True)
