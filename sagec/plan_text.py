@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 from sagec.estimate import Cost, FamilyBound, total
 from sagec.plan import Node, Plan
 from sagec.selection import describe
+
+READS_LISTED = 12  # inputs named one by one; more are counted by kind
 
 
 def _families(plan: Plan, node: Node) -> int:
@@ -46,6 +49,17 @@ def _summary(node: Node, plan: Plan) -> str:
     return ""
 
 
+def _reads(inputs: Sequence[str]) -> str:
+    """A node's inputs, named one by one unless they are many: a whole-model report reads
+    hundreds of score and baseline nodes, which the plan counts by kind instead."""
+    if len(inputs) <= READS_LISTED:
+        return ", ".join(inputs)
+    kinds = Counter(i.split("[")[0] for i in inputs)
+    named = [i for i in inputs if kinds[i.split("[")[0]] <= 2]
+    counted = ", ".join(f"{n} {kind}" for kind, n in kinds.items() if n > 2)
+    return ", ".join([*named, f"{counted} nodes"])
+
+
 def _seconds(s: float | None) -> str:
     if s is None:
         return "?"
@@ -67,7 +81,7 @@ def render_text(plan: Plan, costs: Mapping[str, Cost], cached: Callable[[str], b
         if not hit and c.after_locate == "runs" and node.kind in ("score", "suite"):
             lines.append(f"      serves {', '.join(c.serves)}")
         if node.inputs:
-            lines.append(f"      reads {', '.join(node.inputs)}")
+            lines.append(f"      reads {_reads(node.inputs)}")
         if not hit:
             pending += node.kind == "score" and c.after_locate == "unresolved"
     total_f, total_b, total_s = total(plan, costs, cached, bounds)

@@ -174,3 +174,12 @@ def test_the_plan_says_how_many_cross_sections_locate_selects_and_why():
     both = text(components=("head", "resid_post"))
     assert "4 cross-sections selected" in both and "4 residual-stream cross-sections selected (ranked apart" in both
     assert "integrated gradients (8 steps) over head, mlp_out" in text(method="integrated", steps=8)
+
+
+def test_a_node_reading_many_inputs_counts_them_by_kind():
+    from sagec.plan_text import _reads
+
+    inputs = ["sample[t@m]", "locate[e]", "trace[m/t]", "ground_truth[e]", "suite[e/res]",
+              *(f"score[e/res[{i}]]" for i in range(30)), *(f"baseline[e/pca beside res[{i}]]" for i in range(30))]
+    assert _reads(inputs) == "sample[t@m], locate[e], trace[m/t], ground_truth[e], suite[e/res], 30 score, 30 baseline nodes"
+    assert _reads(inputs[:3]) == "sample[t@m], locate[e], trace[m/t]"
