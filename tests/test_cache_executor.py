@@ -23,6 +23,16 @@ def test_artifacts_round_trip_exactly(tmp_path):
     assert back.tensors["ids"].dtype == torch.int64
 
 
+def test_an_artifact_reads_back_with_its_keys_in_the_order_they_were_made(tmp_path):
+    """A dict of sites in located order must not come back sorted: a resumed run read a suite's
+    sites in another order than a fresh one and wrote different results."""
+    cache = ArtifactCache(tmp_path)
+    meta = {"sites": {"mlp_out 1@end": "res[1]", "head 2.0@end": "res[2]"}, "b": 1, "a": 2}
+    cache.save("cd" * 32, Artifact(meta, {}))
+    back = cache.load("cd" * 32).meta
+    assert list(back) == ["sites", "b", "a"] and list(back["sites"]) == ["mlp_out 1@end", "head 2.0@end"]
+
+
 def test_a_truncated_or_altered_artifact_is_detected(tmp_path):
     cache = ArtifactCache(tmp_path)
     cache.save("cd" * 32, Artifact({"n": 1}, {"x": torch.ones(100)}))

@@ -80,7 +80,8 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
                 "location": str(sae.location) if sae.location else None, "reconstruct": params.reconstruct}
     how, sites = dict(plan.how), plan.sites
     pairs = {s: (b, load(partner)) for s, (b, partner) in plan.pairs.items()}
-    dictionaries = {s: d for s, d in dictionaries_from(gt).items() if s in sites}
+    every = dictionaries_from(gt)
+    dictionaries = {s: every[s] for s in sites}
     data = test_data(ps, trace, sites, params.attributes)
     sae_point = residual_point(sae.location)
     rows = torch.tensor(ps.indices("test"), dtype=torch.long)

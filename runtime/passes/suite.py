@@ -112,7 +112,8 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
             f, twin_f = f.scaled(factor), {a: t.scaled(factor) for a, t in twin_f.items()}
         suite_sites[s] = SaeSite(a_hat=a_hat, f=f, twin_f=twin_f, w_dec=w_dec.detach())
         variants[s] = how
-    dictionaries = {s: d for s, d in dictionaries_from(gt).items() if s in sites}
+    every = dictionaries_from(gt)
+    dictionaries = {s: every[s] for s in sites}
     data = test_data(ps, trace, sites, params.attributes)
     reference = supervised(ctx, gt_id, sites, lambda: validate(ctx, loaded, data, dictionaries))
     scores = score_suite(suite_sites, supervised=reference, acts=data.acts, twin_acts=data.twin_acts, values=data.values,

@@ -96,7 +96,9 @@ class ArtifactCache:
         tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.", dir=final.parent))
         try:
             files = {}
-            (tmp / META).write_text(json.dumps(artifact.meta, sort_keys=True, allow_nan=False), encoding="utf-8")
+            # Key order kept: a cached artifact must read back as the one computed (a dict of
+            # sites in located order must not come back sorted; results compare by order).
+            (tmp / META).write_text(json.dumps(artifact.meta, allow_nan=False), encoding="utf-8")
             files[META] = sha256_file(tmp / META)
             if artifact.tensors:
                 from safetensors.torch import save_file
