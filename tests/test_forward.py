@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from runtime.model.forward import Patch, collect, collect_with_grads, pad_left, patched_logits, prefix_cache
+from runtime.model.forward import Patch, collect, collect_with_grads, pad_left, patched_logits, prefix_cache, suffix_needed
 from runtime.model.sources import load_model
 from sagec.locations import Location
 from sagec.spec import Model, Origin
@@ -155,6 +155,30 @@ def test_suffix_only_path_matches_the_full_forward(loaded):
     assert prefix.serves(xs, patches) and not prefix.serves(xs, early) and not prefix.serves(xs[::-1], patches)
 
 
+def test_a_longer_suffix_serves_patches_at_earlier_positions_and_matches_the_full_forward(loaded):
+    """Patches a few tokens before the end (IOI's s2 is six tokens before `end`), at different
+    positions per prompt and per site, and prompts of different lengths in one padded batch:
+    recomputing the last `suffix` tokens on the clean prefix's cache gives the full forward."""
+    xs = prompts(6)
+    n, shortest = len(xs), min(len(x) for x in xs)
+    g = torch.Generator().manual_seed(11)
+    back = [int(k) for k in torch.randint(1, shortest - 1, (n,), generator=g)]  # tokens before the end
+    patches = [Patch(Location("mlp_out", 0), [len(x) - 1 - b for x, b in zip(xs, back)], torch.randn(n, loaded.arch.d_model, generator=g)),
+               Patch(Location("head", 2, 1), [-1] * n, torch.randn(n, loaded.arch.width(Location("head", 2, 1)), generator=g)),
+               Patch(Location("resid_pre", 1), [len(x) - 2 for x in xs], torch.randn(n, loaded.arch.d_model, generator=g))]
+    need = suffix_needed(xs, [p.positions for p in patches])
+    assert need == max(back) + 1
+    prefix = prefix_cache(loaded, xs, batch_size=4, suffix=need)
+    assert prefix.serves(xs, patches)
+    torch.testing.assert_close(patched_logits(loaded, xs, patches, prefix=prefix), patched_logits(loaded, xs, patches), atol=1e-5, rtol=1e-4)
+    # one token fewer does not reach the earliest patch: the full forward runs, and is still right
+    short = prefix_cache(loaded, xs, batch_size=4, suffix=need - 1)
+    assert not short.serves(xs, patches)
+    torch.testing.assert_close(patched_logits(loaded, xs, patches, prefix=short), patched_logits(loaded, xs, patches))
+    with pytest.raises(ValueError, match="longer than"):
+        prefix_cache(loaded, xs, suffix=shortest)
+
+
 @pytest.mark.parametrize("family", ["gemma2", "gemma3"])
 def test_gemma_padding_and_suffix_path(tmp_path, family):
     """Gemma-2 and -3 mix sliding-window and global layers; prompts longer than the window (8 and
@@ -174,3 +198,8 @@ def test_gemma_padding_and_suffix_path(tmp_path, family):
                Patch(Location("mlp_out", 2), [-1] * n, torch.randn(n, 32, generator=g))]
     fast = patched_logits(loaded, xs, patches, prefix=prefix_cache(loaded, xs))
     torch.testing.assert_close(fast, patched_logits(loaded, xs, patches), atol=1e-5, rtol=1e-4)
+    # two tokens recomputed, the earlier one patched: the sliding layers' cached window must
+    # still hold what each recomputed token attends to
+    early = [Patch(Location("mlp_out", 1), [len(x) - 2 for x in xs], torch.randn(n, 32, generator=g))]
+    fast = patched_logits(loaded, xs, early, prefix=prefix_cache(loaded, xs, suffix=2))
+    torch.testing.assert_close(fast, patched_logits(loaded, xs, early), atol=1e-5, rtol=1e-4)

@@ -48,6 +48,40 @@ def test_conditions_cut_into_calls_by_logits_memory_give_the_same_results(projec
     assert cut.counters == whole.counters  # the same prompt-passes, in more calls
 
 
+def numbers(x, path=""):
+    """Every number in a results tree, by its path."""
+    if isinstance(x, dict):
+        return {k: v for key, val in x.items() for k, v in numbers(val, f"{path}/{key}").items()}
+    if isinstance(x, list):
+        return {k: v for i, val in enumerate(x) for k, v in numbers(val, f"{path}[{i}]").items()}
+    return {path: x} if isinstance(x, (int, float)) and not isinstance(x, bool) else {}
+
+
+def test_the_suffix_path_at_a_late_position_gives_the_numbers_of_full_forwards(tmp_path, monkeypatch):
+    """Interventions at s2 (four tokens before the end) recompute only those tokens on the clean
+    prefix's key/value cache once the model is heavy enough to pay; forced on for the tiny model,
+    every number of the run must be what full forwards give."""
+    from runtime.passes import ground_truth
+
+    spec_file = make_project(tmp_path / "p")
+    spec_file.write_text(spec_file.read_text().replace("positions end  select top 2 per family", "positions s2  select top 4"))
+    spec = load_spec(str(spec_file))
+    full = run_spec(spec, cache_dir=tmp_path / "a", out_dir=tmp_path / "outa", reporter=Reporter("quiet"))
+    assert full.counters.get("suffix_tokens", 0) == 0  # a tiny model takes the long batch
+    monkeypatch.setattr(ground_truth, "SUFFIX_PATH_MIN_PARAMETERS", 0)
+    fast = run_spec(spec, cache_dir=tmp_path / "b", out_dir=tmp_path / "outb", reporter=Reporter("quiet"))
+    a, b = (json.loads(r.results["tiny_gt"].read_text()) for r in (full, fast))
+    assert any(s.endswith("@s2") for s in a["ground_truth"]["sites"]), a["ground_truth"]["sites"]
+    assert fast.counters["suffix_tokens"] > 0 and fast.counters["forward"] < full.counters["forward"]
+    a.pop("run"), b.pop("run")
+    na, nb = numbers(a), numbers(b)
+    assert na.keys() == nb.keys()
+    for k in na:
+        # A bootstrap bound of a per-prompt ratio whose denominator nears zero on a random model
+        # (logit difference recovered of -127) moves float noise up to 1e-3 of itself.
+        assert nb[k] == pytest.approx(na[k], rel=2e-3 if "ci95" in k else 1e-4, abs=1e-5), k
+
+
 def test_run_writes_every_section_and_a_second_run_is_all_cache_hits(project, tmp_path):
     spec = load_spec(str(project))
     first = run_spec(spec, cache_dir=tmp_path / "cache", out_dir=tmp_path / "out", reporter=Reporter("quiet"))

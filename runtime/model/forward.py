@@ -115,9 +115,10 @@ def patched_logits(
 ) -> torch.Tensor:
     """Final-position logits (N, vocab) with every patch applied, all in the same forward.
 
-    With `prefix` (from `prefix_cache` on the same prompts) and every patch at each prompt's
-    final token, only that token is recomputed, on top of the clean prefix's key/value cache:
-    under causal attention nothing before it can change. Otherwise the full forward runs.
+    With `prefix` (from `prefix_cache` on the same prompts) and every patch within each prompt's
+    last `prefix.suffix` tokens, only those tokens are recomputed, on top of the clean prefix's
+    key/value cache: under causal attention nothing before a patch can change. Otherwise the
+    full forward runs.
     """
     _check_patches(loaded, token_ids, patches)
     if prefix is not None and prefix.serves(token_ids, patches):
@@ -184,29 +185,38 @@ def patched_gradients(
 
 @dataclass(frozen=True)
 class PrefixCache:
-    """The clean key/value cache of every prompt without its final token, per batch."""
+    """The clean key/value cache of every prompt without its last `suffix` tokens, per batch."""
 
     token_ids: tuple[tuple[int, ...], ...]
     order: list[int]
     batches: list[tuple[list[int], Padded, object]]  # (prompt indices, padded batch, HF cache)
+    suffix: int = 1  # the tokens each prompt recomputes
 
     def serves(self, token_ids: Sequence[Sequence[int]], patches: Sequence[Patch]) -> bool:
-        """True when these are its prompts and every patch sits at each prompt's final token."""
+        """True when these are its prompts and every patch sits within each prompt's last
+        `suffix` tokens."""
         lengths = torch.tensor([len(t) for t in self.token_ids])
         for p in patches:
             pos = torch.as_tensor(p.positions, dtype=torch.long)
-            if not bool(((pos == lengths - 1) | (pos == -1)).all()):
+            pos = torch.where(pos < 0, pos + lengths, pos)
+            if not bool((pos >= lengths - self.suffix).all()):
                 return False
         return tuple(map(tuple, token_ids)) == self.token_ids
 
 
-def prefix_cache(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], batch_size: int | None = None) -> PrefixCache:
-    """Run every prompt but its final token once, keeping the key/value caches (DESIGN.md: the
-    suffix-only path for the many final-position interventions of a pass)."""
-    if min(len(t) for t in token_ids) < 2:
-        raise ValueError("prefix_cache needs prompts of at least two tokens")
+def suffix_needed(token_ids: Sequence[Sequence[int]], positions: Sequence[Sequence[int]]) -> int:
+    """The fewest final tokens to recompute so that every position (per prompt, one list per
+    patched site) lies among them."""
+    return max(len(t) - min(p[i] % len(t) for p in positions) for i, t in enumerate(token_ids))
+
+
+def prefix_cache(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], batch_size: int | None = None, suffix: int = 1) -> PrefixCache:
+    """Run every prompt but its last `suffix` tokens once, keeping the key/value caches
+    (DESIGN.md: the suffix-only path for the many interventions of a pass at late positions)."""
+    if suffix < 1 or min(len(t) for t in token_ids) <= suffix:
+        raise ValueError(f"prefix_cache needs prompts longer than the {suffix} recomputed tokens")
     if loaded.spec.remote is not None:
-        raise ValueError("the final-token path needs the model's own key/value cache, which a remote model keeps on the server")
+        raise ValueError("the suffix path needs the model's own key/value cache, which a remote model keeps on the server")
     order, batches = _batches(token_ids, batch_size or loaded.batch_size)
     # The decoder without its head: the prefix's logits are never read, and for a large
     # vocabulary even one position's unembedding per prompt costs a sixth of the prefix (Gemma-3,
@@ -216,21 +226,24 @@ def prefix_cache(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], batch_
     for rows in batches:
         padded = pad_left([token_ids[i] for i in rows], _pad_id(loaded))
         with torch.no_grad():
-            out = hf(input_ids=padded.input_ids[:, :-1].to(device), attention_mask=padded.attention_mask[:, :-1].to(device),
-                     position_ids=padded.position_ids[:, :-1].to(device), use_cache=True)
+            out = hf(input_ids=padded.input_ids[:, :-suffix].to(device), attention_mask=padded.attention_mask[:, :-suffix].to(device),
+                     position_ids=padded.position_ids[:, :-suffix].to(device), use_cache=True)
         cached.append((rows, padded, out.past_key_values))
-    return PrefixCache(tuple(map(tuple, token_ids)), order, cached)
+    return PrefixCache(tuple(map(tuple, token_ids)), order, cached, suffix)
 
 
 def _suffix_logits(loaded: LoadedModel, prefix: PrefixCache, patches: Sequence[Patch]) -> torch.Tensor:
-    model, device = loaded.model, loaded.device
+    model, device, s = loaded.model, loaded.device, prefix.suffix
+    positions = [torch.as_tensor(p.positions, dtype=torch.long) for p in patches]
     out = []
     for rows, padded, cache in prefix.batches:
-        last = torch.zeros(len(rows), dtype=torch.long, device=device)  # the one column recomputed
-        writes = [Write(p.location, last, p.values[rows].to(device)) for p in patches]
+        first = padded.input_ids.shape[1] - s  # the first recomputed column
+        index = torch.as_tensor(rows, dtype=torch.long)
+        writes = [Write(p.location, (padded.columns(at[index], f"{p.location} position") - first).to(device), p.values[rows].to(device))
+                  for p, at in zip(patches, positions, strict=True)]
         kv = copy.deepcopy(cache)  # a forward appends to the cache it is given
-        with torch.no_grad(), model.trace(padded.input_ids[:, -1:].to(device), attention_mask=padded.attention_mask.to(device),
-                                          position_ids=padded.position_ids[:, -1:].to(device), past_key_values=kv,
+        with torch.no_grad(), model.trace(padded.input_ids[:, first:].to(device), attention_mask=padded.attention_mask.to(device),
+                                          position_ids=padded.position_ids[:, first:].to(device), past_key_values=kv,
                                           use_cache=True, logits_to_keep=1):
             access(model, loaded.arch, (), writes)
             logits = model.output.logits[:, -1].save()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from runtime.model import forward
 from runtime.model.forward import Patch
 from runtime.passes import common
 from runtime.passes.locate import selected_sites
@@ -56,31 +57,42 @@ def test_data(ps: PromptSet, trace: Artifact, sites: Sequence[str], attributes: 
 def patcher(ctx, loaded, prompts: Sequence[Prompt]):
     """The `patched` callback of runtime/sage/evaluate.py over the test prompts."""
 
-    prefix = []  # the clean prompts' key/value cache, built on first need
+    prefix: dict[int, forward.PrefixCache] = {}  # the clean prompts' key/value cache, built on first need
     # On a tiny model a forward costs less than nnsight's per-trace overhead, so one long batch
-    # beats a trace per condition; the final-token path pays off once the layers are heavy.
+    # beats a trace per condition; the suffix path pays off once the layers are heavy.
     arch = loaded.arch
     worth_a_cache = 12 * arch.n_layers * arch.d_model**2 >= SUFFIX_PATH_MIN_PARAMETERS and loaded.spec.remote is None
+    ids = common.token_ids(prompts)
+    shortest = min(len(t) for t in ids)
 
-    def final_only(sites: Sequence[str]) -> bool:
-        return all(p.positions[common.parse_site(s).position] == len(p.ids) - 1 for s in sites for p in prompts)
+    def suffix_for(sites: Sequence[str]) -> int | None:
+        """The final tokens a condition patching `sites` recomputes on the clean prefix's cache,
+        or None when the full forward is cheaper: a patch in the first quarter of a prompt
+        leaves little prefix to reuse."""
+        if not worth_a_cache:
+            return None
+        need = forward.suffix_needed(ids, [[p.positions[common.parse_site(s).position] for p in prompts] for s in sites])
+        return need if need <= max(1, (3 * shortest) // 4) and need < shortest else None
 
     def patched(conditions: list[Condition]) -> list[Outcome]:
-        # Conditions patching only final tokens recompute just that token on the clean prefix's
-        # cache (DESIGN.md's normal path). Others that patch the same sites run as one long batch
-        # (the prompts repeated once per condition), cut into as few forwards as memory allows.
+        # Conditions patching only late tokens (the final one, or IOI's s2) recompute just the
+        # tokens from the earliest patch on, on the clean prefix's cache (DESIGN.md's normal
+        # path). Others that patch the same sites run as one long batch (the prompts repeated
+        # once per condition), cut into as few forwards as memory allows.
         out: list[Outcome | None] = [None] * len(conditions)
         groups: dict[tuple[str, ...], list[int]] = {}
         for index, condition in enumerate(conditions):
             groups.setdefault(tuple(sorted(condition)), []).append(index)
         with ctx.reporter.track("interventions", total=len(conditions) * len(prompts)) as bar:
             for sites, members in groups.items():
-                if worth_a_cache and final_only(sites) and min(len(p.ids) for p in prompts) > 1:
-                    if not prefix:
-                        prefix.append(common.prefix_cache(ctx, loaded, prompts))
+                suffix = suffix_for(sites)
+                if suffix is not None:
+                    if suffix not in prefix:
+                        prefix.clear()  # one cache at a time: each holds every layer's keys and values
+                        prefix[suffix] = common.prefix_cache(ctx, loaded, prompts, suffix)
                     for i in members:
                         patches = [_patch(name, prompts, conditions[i][name]) for name in sites]
-                        logits = common.patched_logits(ctx, loaded, prompts, patches, prefix=prefix[0])
+                        logits = common.patched_logits(ctx, loaded, prompts, patches, prefix=prefix[suffix])
                         out[i] = Outcome(common.metric_values(logits, prompts), logits.argmax(dim=-1))
                         bar.advance(len(prompts))
                     continue

@@ -10,7 +10,7 @@ limited to one layer and the K SAEs sit at that layer's resid_post (the four kin
 repeated under new names beyond four), so every SAE serves every located cross-section. It
 prints, per pass, wall time; the model forward/backward prompt-passes; the total; the time the
 same prompt-passes take as bare HF forwards and backwards of the run's own prompts (batched as
-the run batches them, without nnsight or any bookkeeping; a final-token pass counts as a
+the run batches them, without nnsight or any bookkeeping; each token recomputed on a clean prefix counts as a
 forward's share of one token); their ratio; and the process's peak memory. Importing torch,
 transformers, nnsight and sae_lens (the same few seconds for every K and N, and paid by the bare
 passes too) is timed apart.
@@ -207,7 +207,7 @@ def bare_seconds(spec, passes: dict) -> float:
     forward_s = per_prompt(False)
     backward_s = max(per_prompt(True) - forward_s, 0.0)
     length = sum(map(len, ids)) / len(ids)
-    return passes.get("forward", 0) * forward_s + passes.get("backward", 0) * backward_s + passes.get("final_token_forward", 0) * forward_s / length
+    return passes.get("forward", 0) * forward_s + passes.get("backward", 0) * backward_s + passes.get("suffix_tokens", 0) * forward_s / length
 
 
 def main() -> None:
@@ -233,7 +233,7 @@ def main() -> None:
         return
     source, _, _, layer, _, _ = MODELS[args.model]
     print(f"{args.model} (zoo), specs/{source}'s task, K SAEs at resid_post {layer}, N prompts")
-    print(f"{'K':>2} {'N':>5} | {'sample':>6} {'locate':>6} {'trace':>6} {'gt':>6} {'score':>6} | {'fwd':>7} {'bwd':>5} {'final':>7} | {'import':>6} {'total s':>7} {'bare s':>7} {'ratio':>5} | {'peak MB':>7}")
+    print(f"{'K':>2} {'N':>5} | {'sample':>6} {'locate':>6} {'trace':>6} {'gt':>6} {'score':>6} | {'fwd':>7} {'bwd':>5} {'suffix':>7} | {'import':>6} {'total s':>7} {'bare s':>7} {'ratio':>5} | {'peak MB':>7}")
     for n in (int(x) for x in args.ns.split(",")):
         for k in (int(x) for x in args.ks.split(",")):
             runs = []
@@ -252,7 +252,7 @@ def main() -> None:
                 print(f"K={k} N={n}: only {r['scored']} SAEs scored")
             t, p = r["by_kind"], r["passes"]
             print(f"{k:>2} {n:>5} | {t.get('sample', 0):6.1f} {t.get('locate', 0):6.1f} {t.get('trace', 0):6.1f} {t.get('ground_truth', 0):6.1f} {t.get('score', 0):6.1f} | "
-                  f"{p.get('forward', 0):>7} {p.get('backward', 0):>5} {p.get('final_token_forward', 0):>7} | {r['imports']:6.1f} {r['total']:7.1f} {r['bare']:7.2f} {r['total'] / max(r['bare'], 1e-9):5.1f} | {r['peak_mb']:7.0f}")
+                  f"{p.get('forward', 0):>7} {p.get('backward', 0):>5} {p.get('suffix_tokens', 0):>7} | {r['imports']:6.1f} {r['total']:7.1f} {r['bare']:7.2f} {r['total'] / max(r['bare'], 1e-9):5.1f} | {r['peak_mb']:7.0f}")
 
 
 if __name__ == "__main__":
