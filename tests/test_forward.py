@@ -179,6 +179,30 @@ def test_a_longer_suffix_serves_patches_at_earlier_positions_and_matches_the_ful
         prefix_cache(loaded, xs, suffix=shortest)
 
 
+@pytest.mark.parametrize("start", [1, 2])
+def test_layers_before_the_first_patched_one_are_skipped_on_the_clean_stream(loaded, start):
+    """Patches at layer `start` and later, a few tokens before the end: the prefix keeps the
+    clean stream entering layer `start` at the recomputed tokens, the layers before it are
+    skipped (their output is that stream), and the logits are the full forward's."""
+    xs = prompts(6, seed=3)
+    n, shortest = len(xs), min(len(x) for x in xs)
+    g = torch.Generator().manual_seed(13)
+    at = [len(x) - 1 - int(b) for x, b in zip(xs, torch.randint(0, shortest - 1, (n,), generator=g))]
+    first = Location("resid_pre", start) if start == 2 else Location("head", start, 1)
+    patches = [Patch(first, at, torch.randn(n, loaded.arch.width(first), generator=g)),
+               Patch(Location("mlp_out", 2), [-1] * n, torch.randn(n, loaded.arch.d_model, generator=g))]
+    need = suffix_needed(xs, [p.positions for p in patches])
+    prefix = prefix_cache(loaded, xs, batch_size=4, suffix=need, start=start)
+    assert prefix.serves(xs, patches)
+    torch.testing.assert_close(patched_logits(loaded, xs, patches, prefix=prefix), patched_logits(loaded, xs, patches), atol=1e-5, rtol=1e-4)
+    # no patch at all: the clean logits, through the skipped layers
+    torch.testing.assert_close(patched_logits(loaded, xs, [], prefix=prefix), collect(loaded, xs, {}, []).logits, atol=1e-5, rtol=1e-4)
+    # a patch before `start` is not served (its layer would be skipped)
+    early = [Patch(Location("mlp_out", start - 1), [-1] * n, torch.zeros(n, loaded.arch.d_model))]
+    assert not prefix.serves(xs, early)
+    torch.testing.assert_close(patched_logits(loaded, xs, early, prefix=prefix), patched_logits(loaded, xs, early))
+
+
 @pytest.mark.parametrize("family", ["gemma2", "gemma3"])
 def test_gemma_padding_and_suffix_path(tmp_path, family):
     """Gemma-2 and -3 mix sliding-window and global layers; prompts longer than the window (8 and

@@ -39,6 +39,7 @@ def test_conditions_cut_into_calls_by_logits_memory_give_the_same_results(projec
     """Ground truth and scoring cap the final logits a batch of conditions returns (a 262k-token
     vocabulary makes them 1 MB a prompt); one condition per call must change no number."""
     from runtime.passes import ground_truth
+    from runtime.passes.common import parse_site
 
     spec = load_spec(str(project))
     whole = run_spec(spec, cache_dir=tmp_path / "a", out_dir=tmp_path / "outa", reporter=Reporter("quiet"))
@@ -62,6 +63,7 @@ def test_the_suffix_path_at_a_late_position_gives_the_numbers_of_full_forwards(t
     prefix's key/value cache once the model is heavy enough to pay; forced on for the tiny model,
     every number of the run must be what full forwards give."""
     from runtime.passes import ground_truth
+    from runtime.passes.common import parse_site
 
     spec_file = make_project(tmp_path / "p")
     spec_file.write_text(spec_file.read_text().replace("positions end  select top 2 per family", "positions s2  select top 4"))
@@ -73,6 +75,9 @@ def test_the_suffix_path_at_a_late_position_gives_the_numbers_of_full_forwards(t
     a, b = (json.loads(r.results["tiny_gt"].read_text()) for r in (full, fast))
     assert any(s.endswith("@s2") for s in a["ground_truth"]["sites"]), a["ground_truth"]["sites"]
     assert fast.counters["suffix_tokens"] > 0 and fast.counters["forward"] < full.counters["forward"]
+    # conditions patching only layers 1 and 2 skip layer 0 (and 1) on the clean stream
+    assert any(parse_site(s).location.layer > 0 for s in a["ground_truth"]["sites"]), a["ground_truth"]["sites"]
+    assert fast.counters["suffix_layer_tokens"] < fast.counters["suffix_tokens"] * 3
     a.pop("run"), b.pop("run")
     na, nb = numbers(a), numbers(b)
     assert na.keys() == nb.keys()

@@ -185,21 +185,24 @@ def patched_gradients(
 
 @dataclass(frozen=True)
 class PrefixCache:
-    """The clean key/value cache of every prompt without its last `suffix` tokens, per batch."""
+    """The clean key/value cache of every prompt without its last `suffix` tokens, per batch,
+    and, when `start` > 0, the clean residual stream entering layer `start` at those tokens:
+    layers before it are then skipped, since nothing patched can change them."""
 
     token_ids: tuple[tuple[int, ...], ...]
     order: list[int]
-    batches: list[tuple[list[int], Padded, object]]  # (prompt indices, padded batch, HF cache)
+    batches: list[tuple[list[int], Padded, object, torch.Tensor | None]]  # (prompt indices, padded batch, HF cache, entry (B, suffix, d))
     suffix: int = 1  # the tokens each prompt recomputes
+    start: int = 0  # the first layer recomputed
 
     def serves(self, token_ids: Sequence[Sequence[int]], patches: Sequence[Patch]) -> bool:
         """True when these are its prompts and every patch sits within each prompt's last
-        `suffix` tokens."""
+        `suffix` tokens, at layer `start` or later."""
         lengths = torch.tensor([len(t) for t in self.token_ids])
         for p in patches:
             pos = torch.as_tensor(p.positions, dtype=torch.long)
             pos = torch.where(pos < 0, pos + lengths, pos)
-            if not bool((pos >= lengths - self.suffix).all()):
+            if p.location.layer < self.start or not bool((pos >= lengths - self.suffix).all()):
                 return False
         return tuple(map(tuple, token_ids)) == self.token_ids
 
@@ -210,11 +213,15 @@ def suffix_needed(token_ids: Sequence[Sequence[int]], positions: Sequence[Sequen
     return max(len(t) - min(p[i] % len(t) for p in positions) for i, t in enumerate(token_ids))
 
 
-def prefix_cache(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], batch_size: int | None = None, suffix: int = 1) -> PrefixCache:
-    """Run every prompt but its last `suffix` tokens once, keeping the key/value caches
-    (DESIGN.md: the suffix-only path for the many interventions of a pass at late positions)."""
+def prefix_cache(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], batch_size: int | None = None, suffix: int = 1,
+                 start: int = 0) -> PrefixCache:
+    """Run every prompt but its last `suffix` tokens once, keeping the key/value caches, and
+    with `start` > 0 the clean stream entering layer `start` at the last tokens (DESIGN.md: the
+    suffix-only path for the many interventions of a pass at late positions and layers)."""
     if suffix < 1 or min(len(t) for t in token_ids) <= suffix:
         raise ValueError(f"prefix_cache needs prompts longer than the {suffix} recomputed tokens")
+    if not 0 <= start < loaded.arch.n_layers:
+        raise ValueError(f"prefix_cache: layer {start} is not a layer of the model (0..{loaded.arch.n_layers - 1})")
     if loaded.spec.remote is not None:
         raise ValueError("the suffix path needs the model's own key/value cache, which a remote model keeps on the server")
     order, batches = _batches(token_ids, batch_size or loaded.batch_size)
@@ -222,21 +229,49 @@ def prefix_cache(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], batch_
     # vocabulary even one position's unembedding per prompt costs a sixth of the prefix (Gemma-3,
     # tests/benchmarks/bench_logits.py).
     hf, device = loaded.model._module.base_model, loaded.device
+    entry_layer = loaded.model._module.get_submodule(f"{loaded.arch.family.layers}.{start}")
     cached = []
     for rows in batches:
         padded = pad_left([token_ids[i] for i in rows], _pad_id(loaded))
         with torch.no_grad():
             out = hf(input_ids=padded.input_ids[:, :-suffix].to(device), attention_mask=padded.attention_mask[:, :-suffix].to(device),
                      position_ids=padded.position_ids[:, :-suffix].to(device), use_cache=True)
-        cached.append((rows, padded, out.past_key_values))
-    return PrefixCache(tuple(map(tuple, token_ids)), order, cached, suffix)
+            entry = None
+            if start > 0:
+                entry = _entry_stream(hf, entry_layer, padded, suffix, copy.deepcopy(out.past_key_values), device)
+        cached.append((rows, padded, out.past_key_values, entry))
+    return PrefixCache(tuple(map(tuple, token_ids)), order, cached, suffix, start)
+
+
+def _entry_stream(hf, layer: torch.nn.Module, padded: Padded, suffix: int, kv, device) -> torch.Tensor:
+    """The clean last `suffix` tokens run on the prefix's cache (a copy), stopped at `layer`'s
+    input, which is kept: the stream every later layer starts from."""
+    got: list[torch.Tensor] = []
+
+    class _Stop(Exception):
+        pass
+
+    def grab(module, args, kwargs):
+        got.append((args[0] if args else kwargs["hidden_states"]).detach().clone())
+        raise _Stop
+
+    hook = layer.register_forward_pre_hook(grab, with_kwargs=True)
+    try:
+        hf(input_ids=padded.input_ids[:, -suffix:].to(device), attention_mask=padded.attention_mask.to(device),
+           position_ids=padded.position_ids[:, -suffix:].to(device), past_key_values=kv, use_cache=True)
+    except _Stop:
+        pass
+    finally:
+        hook.remove()
+    return got[0]
 
 
 def _suffix_logits(loaded: LoadedModel, prefix: PrefixCache, patches: Sequence[Patch]) -> torch.Tensor:
     model, device, s = loaded.model, loaded.device, prefix.suffix
     positions = [torch.as_tensor(p.positions, dtype=torch.long) for p in patches]
+    layers = envoy_at(model, loaded.arch.family.layers)
     out = []
-    for rows, padded, cache in prefix.batches:
+    for rows, padded, cache, entry in prefix.batches:
         first = padded.input_ids.shape[1] - s  # the first recomputed column
         index = torch.as_tensor(rows, dtype=torch.long)
         writes = [Write(p.location, (padded.columns(at[index], f"{p.location} position") - first).to(device), p.values[rows].to(device))
@@ -245,6 +280,10 @@ def _suffix_logits(loaded: LoadedModel, prefix: PrefixCache, patches: Sequence[P
         with torch.no_grad(), model.trace(padded.input_ids[:, first:].to(device), attention_mask=padded.attention_mask.to(device),
                                           position_ids=padded.position_ids[:, first:].to(device), past_key_values=kv,
                                           use_cache=True, logits_to_keep=1):
+            # Layers before `start` are skipped, each handing on the clean stream entering
+            # `start` (only the last one's output is read, by layer `start`).
+            for layer in range(prefix.start):
+                layers[layer].skip(entry)
             access(model, loaded.arch, (), writes)
             logits = model.output.logits[:, -1].save()
         out.append(logits.float().cpu())

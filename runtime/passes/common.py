@@ -62,6 +62,8 @@ def collect_with_grads(ctx, loaded, prompts: Sequence[Prompt], names: Sequence[s
 def patched_logits(ctx, loaded, prompts: Sequence[Prompt], patches: Sequence[forward.Patch], prefix: forward.PrefixCache | None = None) -> torch.Tensor:
     if prefix is not None and prefix.serves(token_ids(prompts), patches):
         ctx.count("suffix_tokens", len(prompts) * prefix.suffix)  # prompt-tokens recomputed on the clean prefix
+        # ... and through how many layers: those before the first patched one are skipped
+        ctx.count("suffix_layer_tokens", len(prompts) * prefix.suffix * (loaded.arch.n_layers - prefix.start))
         return forward.patched_logits(loaded, token_ids(prompts), patches, prefix=prefix)
     ctx.count("forward", len(prompts))
     return _fitting(ctx, loaded, lambda b: forward.patched_logits(loaded, token_ids(prompts), patches, batch_size=b))
@@ -74,9 +76,9 @@ def patched_gradients(ctx, loaded, prompts: Sequence[Prompt], patches: Sequence[
     return _fitting(ctx, loaded, lambda b: forward.patched_gradients(loaded, token_ids(prompts), patches, metric, batch_size=b))
 
 
-def prefix_cache(ctx, loaded, prompts: Sequence[Prompt], suffix: int = 1) -> forward.PrefixCache:
+def prefix_cache(ctx, loaded, prompts: Sequence[Prompt], suffix: int = 1, start: int = 0) -> forward.PrefixCache:
     ctx.count("forward", len(prompts))  # the prefix is one forward of everything but the last `suffix` tokens
-    return _fitting(ctx, loaded, lambda b: forward.prefix_cache(loaded, token_ids(prompts), batch_size=b, suffix=suffix))
+    return _fitting(ctx, loaded, lambda b: forward.prefix_cache(loaded, token_ids(prompts), batch_size=b, suffix=suffix, start=start))
 
 
 # Activation memory per prompt is about (tokens x d_model x layers) floats times the

@@ -57,7 +57,7 @@ def test_data(ps: PromptSet, trace: Artifact, sites: Sequence[str], attributes: 
 def patcher(ctx, loaded, prompts: Sequence[Prompt]):
     """The `patched` callback of runtime/sage/evaluate.py over the test prompts."""
 
-    prefix: dict[int, forward.PrefixCache] = {}  # the clean prompts' key/value cache, built on first need
+    prefix: dict[tuple[int, int], forward.PrefixCache] = {}  # the clean prompts' key/value cache, built on first need
     # On a tiny model a forward costs less than nnsight's per-trace overhead, so one long batch
     # beats a trace per condition; the suffix path pays off once the layers are heavy.
     arch = loaded.arch
@@ -65,14 +65,17 @@ def patcher(ctx, loaded, prompts: Sequence[Prompt]):
     ids = common.token_ids(prompts)
     shortest = min(len(t) for t in ids)
 
-    def suffix_for(sites: Sequence[str]) -> int | None:
-        """The final tokens a condition patching `sites` recomputes on the clean prefix's cache,
-        or None when the full forward is cheaper: a patch in the first quarter of a prompt
-        leaves little prefix to reuse."""
+    def cache_for(sites: Sequence[str]) -> tuple[int, int] | None:
+        """(suffix, start): the final tokens a condition patching `sites` recomputes on the clean
+        prefix's cache and the first layer it runs, or None when the full forward is cheaper: a
+        patch in the first quarter of a prompt leaves little prefix to reuse."""
         if not worth_a_cache:
             return None
-        need = forward.suffix_needed(ids, [[p.positions[common.parse_site(s).position] for p in prompts] for s in sites])
-        return need if need <= max(1, (3 * shortest) // 4) and need < shortest else None
+        parsed = [common.parse_site(s) for s in sites]
+        need = forward.suffix_needed(ids, [[p.positions[site.position] for p in prompts] for site in parsed])
+        if need > max(1, (3 * shortest) // 4) or need >= shortest:
+            return None
+        return need, min(site.location.layer for site in parsed)
 
     def patched(conditions: list[Condition]) -> list[Outcome]:
         # Conditions patching only late tokens (the final one, or IOI's s2) recompute just the
@@ -83,16 +86,19 @@ def patcher(ctx, loaded, prompts: Sequence[Prompt]):
         groups: dict[tuple[str, ...], list[int]] = {}
         for index, condition in enumerate(conditions):
             groups.setdefault(tuple(sorted(condition)), []).append(index)
+        caches = {sites: cache_for(sites) for sites in groups}
+        # Groups sharing a cache run together, so that each cache is built once.
+        in_order = sorted(groups, key=lambda sites: (caches[sites] is None, caches[sites] or (0, 0)))
         with ctx.reporter.track("interventions", total=len(conditions) * len(prompts)) as bar:
-            for sites, members in groups.items():
-                suffix = suffix_for(sites)
-                if suffix is not None:
-                    if suffix not in prefix:
+            for sites in in_order:
+                members, key = groups[sites], caches[sites]
+                if key is not None:
+                    if key not in prefix:
                         prefix.clear()  # one cache at a time: each holds every layer's keys and values
-                        prefix[suffix] = common.prefix_cache(ctx, loaded, prompts, suffix)
+                        prefix[key] = common.prefix_cache(ctx, loaded, prompts, *key)
                     for i in members:
                         patches = [_patch(name, prompts, conditions[i][name]) for name in sites]
-                        logits = common.patched_logits(ctx, loaded, prompts, patches, prefix=prefix[suffix])
+                        logits = common.patched_logits(ctx, loaded, prompts, patches, prefix=prefix[key])
                         out[i] = Outcome(common.metric_values(logits, prompts), logits.argmax(dim=-1))
                         bar.advance(len(prompts))
                     continue

@@ -206,8 +206,8 @@ def bare_seconds(spec, passes: dict) -> float:
     model.get_input_embeddings().weight.requires_grad_(True)
     forward_s = per_prompt(False)
     backward_s = max(per_prompt(True) - forward_s, 0.0)
-    length = sum(map(len, ids)) / len(ids)
-    return passes.get("forward", 0) * forward_s + passes.get("backward", 0) * backward_s + passes.get("suffix_tokens", 0) * forward_s / length
+    length, n_layers = sum(map(len, ids)) / len(ids), loaded.arch.n_layers
+    return passes.get("forward", 0) * forward_s + passes.get("backward", 0) * backward_s + passes.get("suffix_layer_tokens", 0) * forward_s / (length * n_layers)
 
 
 def main() -> None:
