@@ -58,6 +58,37 @@ def numbers(x, path=""):
     return {path: x} if isinstance(x, (int, float)) and not isinstance(x, bool) else {}
 
 
+def test_the_trace_collects_only_the_rows_later_passes_read_and_no_number_moves(project, tmp_path, monkeypatch):
+    """Every clean prompt, and the test split of the twins and the counterfactual (their train
+    prompts are locate's): against a trace of every row, the same numbers and fewer forwards,
+    and a row it does not hold is refused by name."""
+    from runtime.passes import trace
+    from runtime.store.cache import ArtifactCache
+
+    spec = load_spec(str(project))
+    lean = run_spec(spec, cache_dir=tmp_path / "a", out_dir=tmp_path / "outa", reporter=Reporter("quiet"))
+    monkeypatch.setattr(trace, "traced_rows", lambda ps, group: tuple(range(len(ps.prompts))))
+    full = run_spec(spec, cache_dir=tmp_path / "b", out_dir=tmp_path / "outb", reporter=Reporter("quiet"))
+    a, b = (json.loads(r.results["tiny_gt"].read_text()) for r in (lean, full))
+    assert a["task_metric"]["clean"] == b["task_metric"]["clean"]
+    for group, splits in a["task_metric"].items():
+        assert set(splits) == ({"train", "test", "all"} if group == "clean" else {"test"}), group
+        assert splits["test"] == b["task_metric"][group]["test"], group
+    for x in (a, b):
+        x.pop("run"), x.pop("task_metric"), x["plan"].pop("nodes", None)
+    na, nb = numbers(a), numbers(b)
+    assert na.keys() == nb.keys() and na == nb
+    assert lean.counters["forward"] < full.counters["forward"]
+
+    artifact = ArtifactCache(tmp_path / "a").load(lean.plan.node("trace[tiny/ioi]").key)
+    rows = artifact.meta["rows"]
+    assert len(rows) == len(b["locate"]["families"]) + 1  # clean and every family
+    train = [i for i in rows["clean"] if i not in rows["twin:io"]]
+    assert train and all(rows[g] == [i for i in rows["clean"] if i not in train] for g in rows if g != "clean")
+    with pytest.raises(KeyError, match="twin:io"):
+        trace.read(artifact, "twin:io", artifact.meta["sites"][0], train[:1])
+
+
 def test_the_suffix_path_at_a_late_position_gives_the_numbers_of_full_forwards(tmp_path, monkeypatch):
     """Interventions at s2 (four tokens before the end) recompute only those tokens on the clean
     prefix's key/value cache once the model is heavy enough to pay; forced on for the tiny model,

@@ -19,7 +19,7 @@ import torch
 from runtime.passes import common
 from runtime.passes.ground_truth import dictionaries_from, patcher, supervised, test_data, validate
 from runtime.passes.sample import prompt_set
-from runtime.passes.trace import key
+from runtime.passes.trace import read
 from runtime.sage import baselines
 from runtime.sage.evaluate import SaeScores, score_sae
 from runtime.sage.statistics import undefined
@@ -36,9 +36,9 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     trace, gt = inputs[trace_id], inputs[gt_id]
     base = params.baseline
     sites = list(inputs[sae[0]].meta["sites"]) if sae else list(gt.meta["sites"])
-    train = torch.tensor(ps.indices("train"), dtype=torch.long)
+    train = ps.indices("train")
     bases = {
-        s: ctx.resource("basis", f"{trace_id}|{base.name}|{s}", lambda s=s: baselines.fit(base.kind, trace.tensors[key("clean", s)][train], components=base.components, site=s))
+        s: ctx.resource("basis", f"{trace_id}|{base.name}|{s}", lambda s=s: baselines.fit(base.kind, read(trace, "clean", s, train), components=base.components, site=s))
         for s in sites
     }
     complete = all(b.complete for b in bases.values())

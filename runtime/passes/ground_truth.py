@@ -14,7 +14,7 @@ from runtime.model.forward import Patch
 from runtime.passes import common
 from runtime.passes.locate import selected_sites
 from runtime.passes.sample import prompt_set
-from runtime.passes.trace import key
+from runtime.passes.trace import key, read
 from runtime.sage.dictionaries import Dictionary, DictionaryFitter
 from runtime.sage.evaluate import Condition, Outcome, SupervisedValidation, validate_supervised
 from runtime.store.cache import Artifact
@@ -42,15 +42,13 @@ class TestData:
 
 def test_data(ps: PromptSet, trace: Artifact, sites: Sequence[str], attributes: Sequence[str]) -> TestData:
     rows = list(ps.indices("test"))
-    pick = torch.tensor(rows, dtype=torch.long)
-    t = trace.tensors
     return TestData(
         prompts=tuple(ps.prompts[i] for i in rows),
-        acts={s: t[key("clean", s)][pick] for s in sites},
-        twin_acts={a: {s: t[key(f"twin:{a}", s)][pick] for s in sites} for a in attributes},
+        acts={s: read(trace, "clean", s, rows) for s in sites},
+        twin_acts={a: {s: read(trace, f"twin:{a}", s, rows) for s in sites} for a in attributes},
         values={a: [ps.prompts[i].assignment[a] for i in rows] for a in attributes},
         twin_values={a: [ps.twins[a][i].assignment[a] for i in rows] for a in attributes},
-        clean=Outcome(t[key("clean", "metric")][pick], t[key("clean", "argmax")][pick]),
+        clean=Outcome(read(trace, "clean", "metric", rows), read(trace, "clean", "argmax", rows)),
     )
 
 
@@ -129,10 +127,9 @@ def fit(ps: PromptSet, trace: Artifact, sites: Sequence[str], attributes: Sequen
     seen = {a: sorted({ps.prompts[i].assignment[a] for i in rows}, key=lambda v: (isinstance(v, str), v)) for a in attributes}
     out = {}
     for s in sites:
-        acts = trace.tensors[key("clean", s)]
-        fitter = DictionaryFitter(seen, acts.shape[1])
+        fitter = DictionaryFitter(seen, trace.tensors[key("clean", s)].shape[1])
         for chunk in common.chunks(rows, FIT_CHUNK):
-            fitter.update(acts[torch.tensor(chunk, dtype=torch.long)], [ps.prompts[i].assignment for i in chunk])
+            fitter.update(read(trace, "clean", s, chunk), [ps.prompts[i].assignment for i in chunk])
         out[s] = fitter.fit(method)
     return out
 

@@ -28,7 +28,7 @@ import torch
 from runtime.passes import common
 from runtime.passes.ground_truth import dictionaries_from, patcher, supervised, test_data, validate
 from runtime.passes.sample import prompt_set
-from runtime.passes.trace import key
+from runtime.passes.trace import read
 from runtime.sage import reconstruct
 from runtime.saes import preprocessing
 from runtime.saes.serving import SUBLAYERS_AT, before_points, pair_before, partner_points, residual_point, served, serves_none, service, where  # noqa: F401  - re-exported
@@ -84,10 +84,10 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     dictionaries = {s: every[s] for s in sites}
     data = test_data(ps, trace, sites, params.attributes)
     sae_point = residual_point(sae.location)
-    rows = torch.tensor(ps.indices("test"), dtype=torch.long)
+    rows = ps.indices("test")
 
     def stream(group: str, location: Location, position: str) -> torch.Tensor:
-        return trace.tensors[key(group, CrossSection(location, position))][rows]
+        return read(trace, group, CrossSection(location, position), rows)
 
     # The SAE's encoding of the stream at its own point, per prompt group and position: every
     # sublayer it serves there by residual reconstruction shares it (and a wide SAE's encoder is
@@ -95,7 +95,7 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     streams: dict[tuple[str, str], tuple[torch.Tensor, Latents]] = {}
 
     def latents(group: str, site: str) -> tuple[torch.Tensor, Latents]:
-        c = trace.tensors[key(group, site)][rows]
+        c = read(trace, group, site, rows)
         where = common.parse_site(site)
         # Each SAE reads its input as it was trained to (TransformerLens preprocessing,
         # runtime/saes/preprocessing.py): thin wrappers around the reconstruct.* calls, which

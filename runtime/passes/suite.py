@@ -17,7 +17,7 @@ import torch
 from runtime.passes import common
 from runtime.passes.ground_truth import dictionaries_from, patcher, supervised, test_data, validate
 from runtime.passes.sample import prompt_set
-from runtime.passes.trace import key
+from runtime.passes.trace import read
 from runtime.sage import reconstruct
 from runtime.sage.evaluate import SaeSite
 from runtime.sage.suite import coverage, score_suite
@@ -75,16 +75,16 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
 
     by_label = {m.label: m.sae for m in params.members}
     partners = {p.name: p for p in params.partners}
-    rows = torch.tensor(ps.indices("test"), dtype=torch.long)
+    rows = ps.indices("test")
     meta_of = dict(metas)
 
     def stream(group: str, location: Location, position: str) -> torch.Tensor:
-        return trace.tensors[key(group, CrossSection(location, position))][rows]
+        return read(trace, group, CrossSection(location, position), rows)
 
     def latents(group: str, site: str, sae, how: str, pair) -> tuple[torch.Tensor, object]:
         # As the score pass reads them (runtime/passes/score.py), so a suite's sites are its
         # members' own reconstructions.
-        c = trace.tensors[key(group, site)][rows]
+        c = read(trace, group, site, rows)
         where = common.parse_site(site)
         with torch.no_grad():
             if how == "direct":

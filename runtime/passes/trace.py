@@ -1,6 +1,12 @@
 """The trace pass: one batched forward per prompt group (clean, the counterfactual, each
 attribute's twin) collecting every activation the later passes read, and the task metric.
 
+Only the rows later passes read are traced: every clean prompt (dictionaries and baselines are
+fitted on the train split, scores read the test split) and the test split of every other group
+(the twins' activations and outcomes are only ever read there). The twins' and the
+counterfactual's train prompts are the ones locate already ran; tracing them again would double
+the pass for nothing. `read` maps prompt indices to the stored rows.
+
 At each located cross-section (a location at a named position) it keeps the location itself and,
 at the same layer and position, the residual stream before, between and after the sublayers:
 exactly what supervised dictionaries and every reconstruction variant of METHOD.md section 4
@@ -39,6 +45,23 @@ def key(group: str, site: CrossSection | str) -> str:
     return f"{group}|{site if isinstance(site, str) else common.site_name(site)}"
 
 
+def traced_rows(ps, group: str) -> tuple[int, ...]:
+    """The prompt indices of `group` the trace collects (module docstring)."""
+    return tuple(range(len(ps.prompts))) if group == "clean" else ps.indices("test")
+
+
+def read(trace: Artifact, group: str, site: CrossSection | str, rows) -> torch.Tensor:
+    """`group`'s tensor at `site` (a cross-section, "metric" or "argmax") for prompt indices
+    `rows`, in that order."""
+    held = trace.meta["rows"][group]
+    at = {r: i for i, r in enumerate(held)}
+    wanted = [int(r) for r in rows]
+    missing = [r for r in wanted if r not in at]
+    if missing:
+        raise KeyError(f"the trace holds {group}'s prompts {held[0]}..{held[-1]} ({len(held)} of them), not prompt {missing[0]}")
+    return trace.tensors[key(group, site)][torch.tensor([at[r] for r in wanted], dtype=torch.long)]
+
+
 def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     params: TraceParams = node.params
     ps = prompt_set(ctx, inputs, node.inputs[0])
@@ -50,9 +73,12 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     names = sorted({s.position for s in sites})
     locations = sorted({s.location for s in sites})
     tensors: dict[str, torch.Tensor] = {}
-    groups_meta = {}
-    with ctx.reporter.track("trace", total=sum(len(g) for g in ps.groups().values())) as bar:
-        for group, prompts in ps.groups().items():
+    groups_meta, rows_meta = {}, {}
+    chosen = {group: traced_rows(ps, group) for group in ps.groups()}
+    with ctx.reporter.track("trace", total=sum(len(r) for r in chosen.values())) as bar:
+        for group, every in ps.groups().items():
+            rows = chosen[group]
+            prompts = [every[i] for i in rows]
             got = common.collect(ctx, loaded, prompts, names, locations)
             bar.advance(len(prompts))
             for s in sites:
@@ -60,15 +86,17 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
             metric = common.metric_values(got.logits, prompts)
             tensors[key(group, "metric")] = metric
             tensors[key(group, "argmax")] = got.logits.argmax(dim=-1)
-            groups_meta[group] = {
-                split: _metric_summary(metric[[i for i, p in enumerate(prompts) if p.split == split]])
-                for split in ("train", "test")
-            } | {"all": _metric_summary(metric)}
+            rows_meta[group] = list(rows)
+            splits = {split: [i for i, r in enumerate(rows) if ps.prompts[r].split == split] for split in ("train", "test")}
+            groups_meta[group] = {split: _metric_summary(metric[at]) for split, at in splits.items() if at}
+            if all(splits.values()):
+                groups_meta[group]["all"] = _metric_summary(metric)
     meta = {
         "located": [common.site_name(s) for s in located],
         "sites": [common.site_name(s) for s in sites],
         "shapes": {common.site_name(s): [len(ps.prompts), loaded.arch.width(s.location)] for s in sites},
         "groups": list(ps.groups()),
+        "rows": rows_meta,
         "metric": groups_meta,
         "model": dict(loaded.identity) | {"architecture": loaded.arch.to_json()},
     }
