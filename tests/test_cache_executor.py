@@ -147,3 +147,46 @@ def test_automatic_batch_sizes_shrink_with_the_model():
 
     tiny, smol = SimpleNamespace(d_model=32, n_layers=3), SimpleNamespace(d_model=576, n_layers=30)
     assert auto_batch_size(tiny) == 512 and 8 <= auto_batch_size(smol) <= 128
+
+
+def sae_loading_passes(held: dict[str, set[str]]):
+    """Toy passes that load every SAE their node reads (a 1,000-float module each) and record
+    which SAEs were held when each node started."""
+    from runtime.execute.executor import saes_read
+
+    class Loaded:
+        def __init__(self):
+            self.sae = torch.nn.Linear(10, 100, bias=False)
+
+    def run(node, inputs, ctx):
+        held[node.id] = {name for kind, name in ctx.resources if kind == "sae"}
+        for name in saes_read(node):
+            ctx.resource("sae", name, Loaded)
+        return Artifact({"value": 1}, {})
+
+    return {kind: run for kind in ("sample", "locate", "trace", "ground_truth", "score", "suite", "report")}
+
+
+def test_an_sae_is_let_go_after_its_last_reader_and_wide_ones_as_soon_as_the_next_node_needs_others(tmp_path, monkeypatch):
+    """A family of wide SAEs over every layer must not be held all at once: under the memory
+    budget an SAE stays loaded until its last reader (the suite) is done; over it, only those
+    the next node reads stay."""
+    from runtime.execute import executor
+    from runtime.execute.executor import Context
+
+    plan = lower(make_spec(saes=("res[0]", "res[1]", "res[2]")), VERSIONS)
+    assert [n.id for n in plan.by_kind("score")] == ["score[gt/res[0]]", "score[gt/res[1]]", "score[gt/res[2]]"]
+    held: dict[str, set[str]] = {}
+    ctx = Context(ArtifactCache(tmp_path / "a"), Reporter("quiet"))
+    execute(plan, ctx.cache, sae_loading_passes(held), reporter=Reporter("quiet"), context=ctx)
+    assert held["score[gt/res[2]]"] == {"res[0]", "res[1]"} and held["suite[gt/res]"] == {"res[0]", "res[1]", "res[2]"}
+    assert held["report[gt]"] == set() and [name for _, name in ctx.loaded] == ["res[0]", "res[1]", "res[2]"]
+
+    monkeypatch.setattr(executor, "SAE_MEMORY", 6_000)  # bytes: one SAE of 4,000 fits, two do not
+    held.clear()
+    ctx = Context(ArtifactCache(tmp_path / "b"), Reporter("quiet"))
+    execute(plan, ctx.cache, sae_loading_passes(held), reporter=Reporter("quiet"), context=ctx)
+    assert held["score[gt/res[1]]"] == {"res[0]"}  # within the budget
+    assert held["score[gt/res[2]]"] == set()  # two over it, and the next node reads neither
+    assert held["suite[gt/res]"] == {"res[2]"}  # the suite reloads the others
+    assert held["report[gt]"] == set()

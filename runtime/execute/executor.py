@@ -19,6 +19,8 @@ from runtime.store.cache import Artifact, ArtifactCache, CorruptArtifact
 from sagec.diagnostics import SpecError
 from sagec.plan import Node, Plan
 
+SAE_MEMORY = 1 << 30  # bytes of SAE weights a run keeps loaded beyond what the next node reads
+
 Pass = Callable[[Node, dict[str, Artifact], "Context"], Artifact]
 # Node kinds that load SAEs or read which serve the located cross-sections: every locate node
 # comes before them in a plan's order (sagec/lower.py sorts by depth, then by PASS_ORDER).
@@ -36,19 +38,27 @@ class NodeFailed(Exception):
 
 @dataclass
 class Context:
-    """What passes share during one run: loaded models and SAEs (each loaded once), the
-    reporter, and counters of model passes (tests and `sagec plan` estimates read them)."""
+    """What passes share during one run: loaded models and SAEs (each loaded once while some
+    node still needs it), the reporter, and counters of model passes (tests and `sagec plan`
+    estimates read them)."""
 
     cache: ArtifactCache
     reporter: Reporter
     resources: dict[tuple[str, str], object] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
+    loaded: list[tuple[str, str]] = field(default_factory=list)  # every resource ever loaded, in order
 
     def resource(self, kind: str, name: str, load: Callable[[], object]) -> object:
         key = (kind, name)
         if key not in self.resources:
             self.resources[key] = load()
+            if key not in self.loaded:
+                self.loaded.append(key)
         return self.resources[key]
+
+    def release(self, kind: str, names: Iterable[str]) -> None:
+        for name in names:
+            self.resources.pop((kind, name), None)
 
     def count(self, what: str, n: int = 1) -> None:
         self.counters[what] = self.counters.get(what, 0) + n
@@ -85,6 +95,11 @@ def execute(
     outcomes: list[NodeOutcome] = []
     pending = after_locate
     transient: dict[str, Artifact] = {}
+    # An SAE stays loaded until the last node that reads it is done, and while the SAEs held
+    # weigh more than SAE_MEMORY only those the next node reads stay: a family of wide SAEs
+    # over every layer would otherwise hold every member's weights at once (its score nodes,
+    # then its suite, then its text nodes each read them all).
+    last_use = {name: index for index, node in enumerate(nodes, start=1) for name in saes_read(node)}
     for index, node in enumerate(nodes, start=1):
         if pending is not None and node.kind in AFTER_LOCATE:
             transient = dict(pending(artifacts) or {})
@@ -108,7 +123,26 @@ def execute(
         outcome = NodeOutcome(node.id, cached, time.perf_counter() - started)
         outcomes.append(outcome)
         reporter.node_finished(node, index, len(nodes), cached, outcome.seconds)
+        ctx.release("sae", [name for name in saes_read(node) if last_use[name] == index])
+        held = [name for kind, name in ctx.resources if kind == "sae"]
+        if sum(_weight_bytes(ctx.resources["sae", name]) for name in held) > SAE_MEMORY:
+            following = saes_read(nodes[index]) if index < len(nodes) else set()
+            ctx.release("sae", [name for name in held if name not in following])
     return artifacts, outcomes
+
+
+def _weight_bytes(loaded) -> int:
+    module = getattr(loaded, "sae", None)
+    return sum(p.numel() * p.element_size() for p in module.parameters()) if module is not None else 0
+
+
+def saes_read(node: Node) -> set[str]:
+    """The spec names of the SAEs a node may load: its own, a suite's members, the partners."""
+    p = node.params
+    names = {p.sae.name} if getattr(p, "sae", None) is not None else set()
+    names.update(m.sae.name for m in getattr(p, "members", ()))
+    names.update(s.name for s in getattr(p, "partners", ()))
+    return names
 
 
 def _load(cache: ArtifactCache, node: Node, reporter: Reporter) -> Artifact | None:

@@ -107,7 +107,7 @@ def run_spec(
             from runtime.report.html import write_report
 
             pages[ev.name] = write_report(written[ev.name].parent)
-    loaded = tuple(name for kind, name in ctx.resources if kind == "sae")
+    loaded = tuple(name for kind, name in ctx.loaded if kind == "sae")
     return RunSummary(plan, tuple(outcomes), written, dict(ctx.counters), pages, dict(members.unused), loaded)
 
 
