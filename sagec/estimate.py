@@ -115,7 +115,7 @@ def estimate(plan: Plan, served: Mapping[str, Sequence[str]] | None = None) -> d
                 extra = n_train * (groups - 1) * layers * len(loc.components) * loc.steps
                 forwards, backwards = forwards + extra, backwards + extra
         elif node.kind == "trace":
-            forwards = n * groups
+            forwards = n + n_test * (groups - 1)  # every clean prompt, the other groups' test split
         elif node.kind == "ground_truth":
             forwards = n_test * (3 + 2 * len(task.attributes))
         elif node.kind == "score":

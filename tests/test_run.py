@@ -38,6 +38,7 @@ def results_without_run(path: Path) -> str:
 def test_conditions_cut_into_calls_by_logits_memory_give_the_same_results(project, tmp_path, monkeypatch):
     """Ground truth and scoring cap the final logits a batch of conditions returns (a 262k-token
     vocabulary makes them 1 MB a prompt); one condition per call must change no number."""
+    from runtime.model import forward
     from runtime.passes import ground_truth
     from runtime.passes.common import parse_site
 
@@ -93,6 +94,7 @@ def test_the_suffix_path_at_a_late_position_gives_the_numbers_of_full_forwards(t
     """Interventions at s2 (four tokens before the end) recompute only those tokens on the clean
     prefix's key/value cache once the model is heavy enough to pay; forced on for the tiny model,
     every number of the run must be what full forwards give."""
+    from runtime.model import forward
     from runtime.passes import ground_truth
     from runtime.passes.common import parse_site
 
@@ -102,7 +104,11 @@ def test_the_suffix_path_at_a_late_position_gives_the_numbers_of_full_forwards(t
     full = run_spec(spec, cache_dir=tmp_path / "a", out_dir=tmp_path / "outa", reporter=Reporter("quiet"))
     assert full.counters.get("suffix_tokens", 0) == 0  # a tiny model takes the long batch
     monkeypatch.setattr(ground_truth, "SUFFIX_PATH_MIN_PARAMETERS", 0)
+    built = []
+    real = forward.prefix_cache
+    monkeypatch.setattr(forward, "prefix_cache", lambda *a, **k: built.append(k["suffix"]) or real(*a, **k))
     fast = run_spec(spec, cache_dir=tmp_path / "b", out_dir=tmp_path / "outb", reporter=Reporter("quiet"))
+    assert len(built) == 1  # every node of the run patches s2 of the test split: one shared prefix
     a, b = (json.loads(r.results["tiny_gt"].read_text()) for r in (full, fast))
     assert any(s.endswith("@s2") for s in a["ground_truth"]["sites"]), a["ground_truth"]["sites"]
     assert fast.counters["suffix_tokens"] > 0 and fast.counters["forward"] < full.counters["forward"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import nnsight
 import torch
@@ -187,13 +187,16 @@ def patched_gradients(
 class PrefixCache:
     """The clean key/value cache of every prompt without its last `suffix` tokens, per batch,
     and, when `start` > 0, the clean residual stream entering layer `start` at those tokens:
-    layers before it are then skipped, since nothing patched can change them."""
+    layers before it are then skipped, since nothing patched can change them. `at_layer` gives
+    the same cache from another layer on; the keys and values are shared, and each layer's
+    entry stream is computed once (`entries`)."""
 
     token_ids: tuple[tuple[int, ...], ...]
     order: list[int]
-    batches: list[tuple[list[int], Padded, object, torch.Tensor | None]]  # (prompt indices, padded batch, HF cache, entry (B, suffix, d))
+    batches: list[tuple[list[int], Padded, object]]  # (prompt indices, padded batch, HF cache)
     suffix: int = 1  # the tokens each prompt recomputes
     start: int = 0  # the first layer recomputed
+    entries: dict[int, list[torch.Tensor]] = field(default_factory=dict)  # layer -> per batch (B, suffix, d), shared
 
     def serves(self, token_ids: Sequence[Sequence[int]], patches: Sequence[Patch]) -> bool:
         """True when these are its prompts and every patch sits within each prompt's last
@@ -205,6 +208,18 @@ class PrefixCache:
             if p.location.layer < self.start or not bool((pos >= lengths - self.suffix).all()):
                 return False
         return tuple(map(tuple, token_ids)) == self.token_ids
+
+    def at_layer(self, loaded: LoadedModel, start: int) -> PrefixCache:
+        """This cache recomputing layers `start` on (the clean stream entering `start` at the
+        last tokens is run once, on a copy of each batch's cache)."""
+        if not 0 <= start < loaded.arch.n_layers:
+            raise ValueError(f"prefix_cache: layer {start} is not a layer of the model (0..{loaded.arch.n_layers - 1})")
+        if start > 0 and start not in self.entries:
+            hf, device = loaded.model._module.base_model, loaded.device
+            layer = loaded.model._module.get_submodule(f"{loaded.arch.family.layers}.{start}")
+            with torch.no_grad():
+                self.entries[start] = [_entry_stream(hf, layer, padded, self.suffix, copy.deepcopy(kv), device) for _, padded, kv in self.batches]
+        return replace(self, start=start)
 
 
 def suffix_needed(token_ids: Sequence[Sequence[int]], positions: Sequence[Sequence[int]]) -> int:
@@ -220,8 +235,6 @@ def prefix_cache(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], batch_
     suffix-only path for the many interventions of a pass at late positions and layers)."""
     if suffix < 1 or min(len(t) for t in token_ids) <= suffix:
         raise ValueError(f"prefix_cache needs prompts longer than the {suffix} recomputed tokens")
-    if not 0 <= start < loaded.arch.n_layers:
-        raise ValueError(f"prefix_cache: layer {start} is not a layer of the model (0..{loaded.arch.n_layers - 1})")
     if loaded.spec.remote is not None:
         raise ValueError("the suffix path needs the model's own key/value cache, which a remote model keeps on the server")
     order, batches = _batches(token_ids, batch_size or loaded.batch_size)
@@ -229,18 +242,14 @@ def prefix_cache(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], batch_
     # vocabulary even one position's unembedding per prompt costs a sixth of the prefix (Gemma-3,
     # tests/benchmarks/bench_logits.py).
     hf, device = loaded.model._module.base_model, loaded.device
-    entry_layer = loaded.model._module.get_submodule(f"{loaded.arch.family.layers}.{start}")
     cached = []
     for rows in batches:
         padded = pad_left([token_ids[i] for i in rows], _pad_id(loaded))
         with torch.no_grad():
             out = hf(input_ids=padded.input_ids[:, :-suffix].to(device), attention_mask=padded.attention_mask[:, :-suffix].to(device),
                      position_ids=padded.position_ids[:, :-suffix].to(device), use_cache=True)
-            entry = None
-            if start > 0:
-                entry = _entry_stream(hf, entry_layer, padded, suffix, copy.deepcopy(out.past_key_values), device)
-        cached.append((rows, padded, out.past_key_values, entry))
-    return PrefixCache(tuple(map(tuple, token_ids)), order, cached, suffix, start)
+        cached.append((rows, padded, out.past_key_values))
+    return PrefixCache(tuple(map(tuple, token_ids)), order, cached, suffix).at_layer(loaded, start)
 
 
 def _entry_stream(hf, layer: torch.nn.Module, padded: Padded, suffix: int, kv, device) -> torch.Tensor:
@@ -271,7 +280,8 @@ def _suffix_logits(loaded: LoadedModel, prefix: PrefixCache, patches: Sequence[P
     positions = [torch.as_tensor(p.positions, dtype=torch.long) for p in patches]
     layers = envoy_at(model, loaded.arch.family.layers)
     out = []
-    for rows, padded, cache, entry in prefix.batches:
+    entries = prefix.entries.get(prefix.start) or [None] * len(prefix.batches)
+    for (rows, padded, cache), entry in zip(prefix.batches, entries, strict=True):
         first = padded.input_ids.shape[1] - s  # the first recomputed column
         index = torch.as_tensor(rows, dtype=torch.long)
         writes = [Write(p.location, (padded.columns(at[index], f"{p.location} position") - first).to(device), p.values[rows].to(device))

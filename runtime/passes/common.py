@@ -76,9 +76,24 @@ def patched_gradients(ctx, loaded, prompts: Sequence[Prompt], patches: Sequence[
     return _fitting(ctx, loaded, lambda b: forward.patched_gradients(loaded, token_ids(prompts), patches, metric, batch_size=b))
 
 
+PREFIX_CACHES = 2  # key/value caches of the clean prompts a run keeps (the test split's, per suffix length)
+
+
 def prefix_cache(ctx, loaded, prompts: Sequence[Prompt], suffix: int = 1, start: int = 0) -> forward.PrefixCache:
-    ctx.count("forward", len(prompts))  # the prefix is one forward of everything but the last `suffix` tokens
-    return _fitting(ctx, loaded, lambda b: forward.prefix_cache(loaded, token_ids(prompts), batch_size=b, suffix=suffix, start=start))
+    """The clean prefix of `prompts`, shared by every node that patches them (the score,
+    baseline and suite nodes of an eval all patch the test split), at most PREFIX_CACHES at a
+    time: each holds every layer's keys and values."""
+    ids = token_ids(prompts)
+    name = f"{loaded.spec.name}|{hash(tuple(map(tuple, ids)))}|{suffix}"
+    if ("prefix cache", name) not in ctx.resources:
+        held = [n for kind, n in ctx.resources if kind == "prefix cache"]
+        ctx.release("prefix cache", held[: max(0, len(held) - PREFIX_CACHES + 1)])
+
+    def build() -> forward.PrefixCache:
+        ctx.count("forward", len(prompts))  # the prefix is one forward of everything but the last `suffix` tokens
+        return _fitting(ctx, loaded, lambda b: forward.prefix_cache(loaded, ids, batch_size=b, suffix=suffix))
+
+    return ctx.resource("prefix cache", name, build).at_layer(loaded, start)
 
 
 # Activation memory per prompt is about (tokens x d_model x layers) floats times the

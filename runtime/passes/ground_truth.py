@@ -55,7 +55,6 @@ def test_data(ps: PromptSet, trace: Artifact, sites: Sequence[str], attributes: 
 def patcher(ctx, loaded, prompts: Sequence[Prompt]):
     """The `patched` callback of runtime/sage/evaluate.py over the test prompts."""
 
-    prefix: dict[tuple[int, int], forward.PrefixCache] = {}  # the clean prompts' key/value cache, built on first need
     # On a tiny model a forward costs less than nnsight's per-trace overhead, so one long batch
     # beats a trace per condition; the suffix path pays off once the layers are heavy.
     arch = loaded.arch
@@ -85,18 +84,16 @@ def patcher(ctx, loaded, prompts: Sequence[Prompt]):
         for index, condition in enumerate(conditions):
             groups.setdefault(tuple(sorted(condition)), []).append(index)
         caches = {sites: cache_for(sites) for sites in groups}
-        # Groups sharing a cache run together, so that each cache is built once.
+        # Groups sharing a cache run together (each layer's entry stream is computed once).
         in_order = sorted(groups, key=lambda sites: (caches[sites] is None, caches[sites] or (0, 0)))
         with ctx.reporter.track("interventions", total=len(conditions) * len(prompts)) as bar:
             for sites in in_order:
                 members, key = groups[sites], caches[sites]
                 if key is not None:
-                    if key not in prefix:
-                        prefix.clear()  # one cache at a time: each holds every layer's keys and values
-                        prefix[key] = common.prefix_cache(ctx, loaded, prompts, *key)
+                    prefix = common.prefix_cache(ctx, loaded, prompts, *key)  # built once per run and suffix
                     for i in members:
                         patches = [_patch(name, prompts, conditions[i][name]) for name in sites]
-                        logits = common.patched_logits(ctx, loaded, prompts, patches, prefix=prefix[key])
+                        logits = common.patched_logits(ctx, loaded, prompts, patches, prefix=prefix)
                         out[i] = Outcome(common.metric_values(logits, prompts), logits.argmax(dim=-1))
                         bar.advance(len(prompts))
                     continue
