@@ -61,6 +61,16 @@ def test_members_that_serve_no_located_cross_section_are_never_loaded(family, tm
     assert suite["scores"] == doc["saes"]["res[1]"]["scores"]
     assert suite["supervised_on_same_sites"] == doc["saes"]["res[1]"]["supervised_on_same_sites"]
 
+    # The report names unused members and describes only loaded ones: a zoo member never built
+    # has no architecture or widths to show (its config does not exist yet).
+    from runtime.report.html import render
+
+    for name in ("res[0]", "res[2]"):
+        for k in ("architecture", "d_in", "d_sae"):
+            doc["saes"][name]["sae"].pop(k)
+    page = render(doc)
+    assert "2 unused (serving no located cross-section, never loaded): res[0], res[2]" in page
+
 
 def test_plan_marks_score_nodes_after_locate_then_says_which_run(family, tmp_path):
     cache = tmp_path / "cache"

@@ -88,6 +88,10 @@ def build(doc: dict) -> dict:
         "best_suite_by_column": _best_by_column(suite_columns, suite_rows),
         "colors": colors,
         "scored": scored,
+        # Members of a family that serve no located cross-section were never loaded (and, for
+        # the zoo, never built): they are named, not described.
+        "loaded_saes": {name: entry for name, entry in doc["saes"].items() if entry.get("used") is not False},
+        "unused_saes": [name for name, entry in doc["saes"].items() if entry.get("used") is False],
         "unscored": {name: entry.get("reason", "not scored") for name, entry in doc["saes"].items() if not entry.get("scores")},
         "verdict": _verdict(doc, scored, columns, rows),
         "against_baselines": _against_baselines(scored, baselines, attributes),
