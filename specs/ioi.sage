@@ -39,19 +39,20 @@ task ioi {
   samples 256 seed 0
 }
 
-# Residual-stream SAEs from the zoo, three kinds at each layer of the searched band: a standard
-# ReLU-L1 SAE, a TopK SAE (k = 8) and a deliberately weak one, which the scores must rank last.
-# Each reads the hook its own config names (resid_post l) and, by residual reconstruction, serves
-# the heads and MLP of its layer.
-sae l1[l] for l in 23..24 {
+# Residual-stream SAE suites from the zoo, one member per layer of the whole model, three kinds:
+# a standard ReLU-L1 SAE, a TopK SAE (k = 8) and a deliberately weak one, which the scores must
+# rank last. Each member reads the hook its own config names (resid_post l) and, by residual
+# reconstruction, serves the heads, attention and MLP of its layer. Members are resolved after
+# locate: only those at a located layer are built and scored; the rest are named unused.
+sae l1[l] for l in 0..29 {
   source zoo "smollm2-135m/relu-l1/resid_post.{{l}}"
 }
 
-sae topk[l] for l in 23..24 {
+sae topk[l] for l in 0..29 {
   source zoo "smollm2-135m/topk-k8/resid_post.{{l}}"
 }
 
-sae weak[l] for l in 23..24 {
+sae weak[l] for l in 0..29 {
   source zoo "smollm2-135m/weak/resid_post.{{l}}"
 }
 
@@ -60,10 +61,9 @@ eval ioi_ground_truth {
   task ioi
   locate {
     method attribution
-    components heads, mlp
-    layers 23..24  # where IOI happens in SmolLM2 (tests/benchmarks/layer_scan.py: 31% of |attribution|)
-    positions s2, end
-    select top 6
+    components heads, attn, mlp  # every layer (660 candidates): where the task lives is found, not chosen
+    positions s2, end  # where the answer is formed; specs/ioi-whole.sage adds io, s1 and s1p
+    select top 6  # in total, the four twin families interleaved
     verify patching
   }
   ground_truth {

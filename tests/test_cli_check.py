@@ -24,7 +24,7 @@ def run(*args: str):
 def test_check_accepts_the_shipped_specs():
     result = run("check", *map(str, sorted(SPECS.glob("*.sage"))))
     assert result.exit_code == 0, result.output
-    assert "ioi.sage: ok (1 model, 1 task, 6 SAEs, 1 eval)" in result.output
+    assert "ioi.sage: ok (1 model, 1 task, 90 SAEs, 1 eval)" in result.output
 
 
 def test_check_reports_located_errors_and_exits_2(tmp_path):
