@@ -62,8 +62,10 @@ def run_spec(
     only: str | None = None,
     reporter: Reporter | None = None,
 ) -> RunSummary:
+    from runtime.execute.malloc import bound_allocator
     from runtime.passes import PASSES
 
+    bound_allocator()
     reporter = reporter or Reporter()
     preflight(spec, reporter)
     plan = lower(spec)

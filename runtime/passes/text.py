@@ -27,18 +27,18 @@ from runtime.model.splice import SPLICEABLE, recorded_below, skipped_below, spli
 from runtime.passes import common
 from runtime.passes.corpus import windows_of
 from runtime.saes import preprocessing
-from runtime.sage.loss_recovered import RAW, SCORES, Tally, token_ce, token_kl
+from runtime.sage.loss_recovered import RAW, SCORES, Tally, log_softmax_, token_ce, token_kl
 from runtime.sage.metrics import described
 from runtime.store.cache import Artifact
 from sagec.locations import Location
 from sagec.plan import Node, TextParams
 
 # One batch's logits (tokens x vocabulary, float32) stay under this; the clean log-probabilities
-# are held while the other two forwards run.
-LOGITS_BUDGET = 1 << 28
+# are held while the other two forwards run, so a batch holds about twice it.
+LOGITS_BUDGET = 1 << 27
 MAX_ROWS = 64
 # Latents of at most this many (token x latent) floats are held at once (wide SAEs).
-LATENT_BUDGET = 1 << 26
+LATENT_BUDGET = 1 << 24
 
 
 def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
@@ -110,9 +110,7 @@ def _batch(hf, loaded, sae, rows, texts, pad, device, tally: Tally) -> None:
 
     layer = sae.location.layer
     with recorded_below(hf, loaded.arch, layer) as below:
-        clean = hf(**kwargs).logits
-    clean_logp = torch.log_softmax(clean.float(), dim=-1)
-    del clean
+        clean_logp = log_softmax_(hf(**kwargs).logits)
     ce_mask = scored[:, :-1]
     tally.add("ce_clean", text_of[:, :-1][ce_mask].cpu(), token_ce(clean_logp, ids)[ce_mask].cpu())
     tally.add("ce_tokens", text_of[:, :-1][ce_mask].cpu(), torch.ones(int(ce_mask.sum())))
@@ -142,7 +140,7 @@ def _batch(hf, loaded, sae, rows, texts, pad, device, tally: Tally) -> None:
     for name, replace in (("sae", reconstruct), ("ablated", zero)):
         # the layers before the hook's compute what they did in the clean forward: replayed
         with skipped_below(hf, loaded.arch, layer, below.value), spliced(hf, loaded.arch, sae.location, replace, source=getattr(sae, "input_location", None)):
-            logp = torch.log_softmax(hf(**kwargs).logits.float(), dim=-1)
+            logp = log_softmax_(hf(**kwargs).logits)
         tally.add(f"ce_{name}", text_of[:, :-1][ce_mask].cpu(), token_ce(logp, ids)[ce_mask].cpu())
         tally.add(f"kl_{name}", text_of[scored].cpu(), token_kl(clean_logp, logp)[scored].cpu())
         del logp

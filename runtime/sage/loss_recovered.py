@@ -49,8 +49,18 @@ def token_ce(logp: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
 
 
 def token_kl(clean_logp: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
-    """(B, T) KL(clean || new) of the next-token distributions at every position."""
-    return torch.nn.functional.kl_div(logp, clean_logp, reduction="none", log_target=True).sum(-1)
+    """(B, T) KL(clean || new) of the next-token distributions at every position, a row at a
+    time: the elementwise terms of a whole batch are as large as its logits, twice."""
+    return torch.stack([torch.nn.functional.kl_div(new, clean, reduction="none", log_target=True).sum(-1) for clean, new in zip(clean_logp, logp, strict=True)])
+
+
+def log_softmax_(logits: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities (B, T, V) in float32, in place when the logits are float32, a row at a
+    time (log_softmax and logsumexp of a whole batch make a temporary as large as it)."""
+    out = logits.float()
+    for row in out:
+        row.sub_(torch.logsumexp(row, dim=-1, keepdim=True))
+    return out
 
 
 @dataclass
