@@ -58,7 +58,7 @@ def read(trace: Artifact, group: str, site: CrossSection | str, rows) -> torch.T
     wanted = [int(r) for r in rows]
     missing = [r for r in wanted if r not in at]
     if missing:
-        raise KeyError(f"the trace holds {group}'s prompts {held[0]}..{held[-1]} ({len(held)} of them), not prompt {missing[0]}")
+        raise KeyError(f"the trace holds {len(held)} of {group}'s prompts (every clean one, the other groups' test split), not prompt {missing[0]}")
     return trace.tensors[key(group, site)][torch.tensor([at[r] for r in wanted], dtype=torch.long)]
 
 
