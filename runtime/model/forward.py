@@ -252,24 +252,24 @@ def prefix_cache(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], batch_
     return PrefixCache(tuple(map(tuple, token_ids)), order, cached, suffix).at_layer(loaded, start)
 
 
+class _Reached(Exception):
+    """Raised by `_entry_stream`'s hook: the forward has computed all that is read of it."""
+
+
 def _entry_stream(hf, layer: torch.nn.Module, padded: Padded, suffix: int, kv, device) -> torch.Tensor:
     """The clean last `suffix` tokens run on the prefix's cache (a copy), stopped at `layer`'s
     input, which is kept: the stream every later layer starts from."""
     got: list[torch.Tensor] = []
 
-    class _Stop(Exception):
-        pass
-
     def grab(module, args, kwargs):
         got.append((args[0] if args else kwargs["hidden_states"]).detach().clone())
-        raise _Stop
+        raise _Reached
 
     hook = layer.register_forward_pre_hook(grab, with_kwargs=True)
     try:
-        hf(input_ids=padded.input_ids[:, -suffix:].to(device), attention_mask=padded.attention_mask.to(device),
-           position_ids=padded.position_ids[:, -suffix:].to(device), past_key_values=kv, use_cache=True)
-    except _Stop:
-        pass
+        with contextlib.suppress(_Reached):
+            hf(input_ids=padded.input_ids[:, -suffix:].to(device), attention_mask=padded.attention_mask.to(device),
+               position_ids=padded.position_ids[:, -suffix:].to(device), past_key_values=kv, use_cache=True)
     finally:
         hook.remove()
     return got[0]
