@@ -20,6 +20,12 @@ from pathlib import Path
 from sagec.plan import CORPUS_CONTEXT, CORPUS_TOKENS, Node, Plan
 from sagec.selection import pools
 
+# The runtime recomputes only a prompt's last tokens, from the first patched layer on, on the
+# clean prefix's key/value cache once a model's blocks (12 L d^2 weights) reach this size and the
+# patch lies in the last three quarters of the prompt (runtime/passes/ground_truth.py decides by
+# these same numbers); on a smaller model one long batch of full forwards is cheaper.
+SUFFIX_PATH_MIN_PARAMETERS = 20_000_000
+
 CPU_FLOPS = 1.0e11  # measured: 2 x (896 tokens x 106e6 + 64 prompts x 28e6) in about 2 s on 2 cores
 SPARSE_CONTROL_KS = 7  # runtime.sage.control.KS has seven k values
 VERIFY_PROMPTS = 64  # locate verifies each candidate on at most this many train prompts
@@ -38,7 +44,8 @@ class Cost:
     seconds: float | None  # None when the model's size is unknown
     # Score nodes (and baselines beside them) are resolved after locate (DESIGN.md "The plan"):
     # "unresolved" while their locate artifact is not cached (the cost is then an upper bound:
-    # the SAE serving every located cross-section), "runs" or "unused" (costs nothing) once it is.
+    # the SAE serving every located cross-section), "runs" or "unused" (costs nothing) once it is,
+    # or for a baseline "shared": an earlier node scores the same basis on the same sites.
     after_locate: str | None = None
     serves: tuple[str, ...] = ()  # the located cross-sections it serves, once resolved
 
@@ -78,11 +85,13 @@ def model_size(node: Node) -> tuple[int, int, int] | None:
     return None
 
 
-def estimate(plan: Plan, served: Mapping[str, Sequence[str]] | None = None) -> dict[str, Cost]:
+def estimate(plan: Plan, served: Mapping[str, Sequence[str]] | None = None, located: Mapping[str, Sequence[str]] | None = None) -> dict[str, Cost]:
     """`served`: for score nodes whose locate artifact is cached, the located cross-sections each
-    serves (runtime/execute/members.py; empty: it loads nothing and costs nothing)."""
-    served = served or {}
+    serves (runtime/execute/members.py; empty: it loads nothing and costs nothing). `located`:
+    the cross-sections each cached locate node selected."""
+    served, located = served or {}, located or {}
     out: dict[str, Cost] = {}
+    shared = _shared_baselines(plan, served, located)
     for node in plan.nodes:
         if node.kind == "report":
             out[node.id] = Cost(0, 0, 0, 0.0)
@@ -96,6 +105,9 @@ def estimate(plan: Plan, served: Mapping[str, Sequence[str]] | None = None) -> d
         resolved = _resolved(node, served)
         if resolved == ():
             out[node.id] = Cost(0, 0, 0, 0.0, "unused", ())
+            continue
+        if node.id in shared:  # the same basis on the same sites: the run scores it once
+            out[node.id] = Cost(0, 0, 0, 0.0, "shared", tuple(resolved or ()))
             continue
         task = _task(plan, node)
         n, n_train = task.samples, round(task.samples * task.split.train)
@@ -128,9 +140,92 @@ def estimate(plan: Plan, served: Mapping[str, Sequence[str]] | None = None) -> d
             # validated in the run; SAEs that serve the same cross-sections share it (not counted).
             forwards = n_test * (2 + len(task.attributes) * SPARSE_CONTROL_KS)
         size = model_size(node)
-        seconds = None if size is None else (forwards + 2 * backwards) * 2 * (TOKENS_GUESS * size[1] + size[2]) / CPU_FLOPS
+        seconds = None
+        if size is not None:
+            tokens = TOKENS_GUESS * size[1]
+            if node.kind in ("ground_truth", "score", "suite", "baseline"):
+                tokens = _patched_tokens(plan, node, task, size, resolved, located)
+            seconds = (forwards + 2 * backwards) * 2 * (tokens + size[2]) / CPU_FLOPS
         state = None if resolved is None and not _after_locate(node) else ("unresolved" if resolved is None else "runs")
         out[node.id] = Cost(n if node.kind != "sample" else n * groups, forwards, backwards, seconds, state, tuple(resolved or ()))
+    return out
+
+
+def _patched_tokens(plan: Plan, node: Node, task, size: tuple[int, int, int], resolved: tuple[str, ...] | None,
+                    located: Mapping[str, Sequence[str]]) -> float:
+    """Token-parameters one patched prompt-forward of `node` multiplies by: on the suffix path,
+    the tokens from the earliest patched position on, through the layers from the first patched
+    one (the sites it patches, once known; before locate, the worst its search space allows: the
+    earliest position searched, the first layer searched), else every token of the prompt."""
+    length, from_end = prompt_shape(task)
+    full = length * size[1]
+    if size[1] < SUFFIX_PATH_MIN_PARAMETERS:
+        return full
+    sites = resolved if resolved else located.get(node.inputs[1])
+    if sites:
+        names = [s.rpartition("@")[2] for s in sites]
+        first = min(_layer(s.rpartition("@")[0]) for s in sites)
+    else:
+        loc = plan.node(node.inputs[1]).params.locate
+        names, first = list(loc.positions), min(loc.layers) if loc.layers else 0
+    suffix = max(from_end.get(n, length) for n in names)
+    if suffix > max(1, 3 * length // 4) or suffix >= length:
+        return full
+    return suffix * size[1] * (size[0] - first) / size[0]
+
+
+def _layer(location: str) -> int:
+    """The layer of a location as str(Location) writes it ("mlp_out 0", "head 23.3")."""
+    return int(location.split()[-1].split(".")[0])
+
+
+def prompt_shape(task) -> tuple[float, dict[str, int]]:
+    """The task's prompts' length in tokens and, per named position, the most tokens from it to
+    the end (what a patch there recomputes), guessed from the templates without a tokenizer:
+    a word or punctuation mark per token and one per variable (vocabularies are single tokens as
+    a rule); the most over templates, the length their mean."""
+    import re
+
+    lengths, from_end = [], {}
+    for template in task.templates:
+        text = re.sub(r"{%.*?%}|{#.*?#}", "", template.text)
+        tokens = [m.group(1) or "" for m in re.finditer(r"{{\s*(\w+)[^}]*}}|\w+|[^\w\s]", text)]
+        n = max(1, len(tokens))
+        lengths.append(n)
+        for p in task.positions:
+            if p.kind == "last":
+                at = n - 1
+            elif p.kind == "first":
+                at = 0
+            else:
+                hits = [i for i, t in enumerate(tokens) if t == p.variable]
+                if not hits or (p.occurrence > 0 and p.occurrence > len(hits)):
+                    continue
+                at = hits[p.occurrence - 1] if p.occurrence > 0 else hits[p.occurrence]
+            at = min(max(at + p.offset, 0), n - 1)
+            from_end[p.name] = max(from_end.get(p.name, 0), n - at)
+    return (sum(lengths) / len(lengths) if lengths else TOKENS_GUESS), from_end
+
+
+def _shared_baselines(plan: Plan, served: Mapping[str, Sequence[str]], located: Mapping[str, Sequence[str]]) -> set[str]:
+    """Baseline nodes beside an SAE that serves the same sites as an earlier baseline of the
+    same basis in the same eval (or as the eval's own, on every located site): the run scores
+    the basis there once."""
+    seen: set[tuple] = set()
+    out = set()
+    for node in plan.by_kind("baseline"):
+        locate = node.inputs[1]
+        if node.params.beside is None:
+            sites = located.get(locate)
+        else:
+            score = node.inputs[-1]
+            sites = served.get(score) if score in served else None
+        if sites is None:
+            continue
+        key = (locate, node.params.baseline, tuple(sorted(sites)))
+        if key in seen and node.params.beside is not None:
+            out.add(node.id)
+        seen.add(key)
     return out
 
 

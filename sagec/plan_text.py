@@ -110,6 +110,8 @@ def _state(c: Cost) -> str:
         return "to run after locate"
     if c.after_locate == "unused":
         return "unused: serves none of the located cross-sections, loads nothing"
+    if c.after_locate == "shared":
+        return "to run: the same basis on the same cross-sections as an earlier baseline, scored once"
     return "to run"
 
 

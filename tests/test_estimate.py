@@ -80,3 +80,42 @@ def test_members_outside_the_search_space_and_unknown_ones():
     assert after_locate_bound(plan, costs, reach, lambda key: False, space)[0].members_at_most == 3
     # the layer count unknown (no candidates): every member
     assert after_locate_bound(plan, costs, reach, lambda key: False, {locate.id: None})[0].members_at_most == 3
+
+
+def test_prompt_shape_from_the_templates_by_hand():
+    from sagec.estimate import prompt_shape
+    from sagec.spec import Position, Template
+
+    o = origin()
+    task = dataclasses.replace(
+        make_spec().tasks[0],
+        templates=(Template("When {{io}} and {{s}} went to the {{place}}, {{ s }} gave a {{object}} to", None, o),),
+        positions=(Position("end", "last", None, 1, "last", 0, o), Position("io", "var", "io", 1, "first", 0, o),
+                   Position("s2", "var", "s", 2, "first", 0, o), Position("s1p", "var", "s", 1, "first", 1, o)))
+    # When io and s went to the place , s gave a object to: 14 tokens; s2 is the 10th
+    length, from_end = prompt_shape(task)
+    assert length == 14
+    assert from_end == {"end": 1, "io": 13, "s2": 5, "s1p": 10}
+
+
+def test_patched_nodes_cost_what_the_suffix_path_recomputes_and_shared_baselines_nothing():
+    """Once located, a node patching the final token at the last layer costs one token through
+    one layer of 30 (plus the unembedding), one patching layer 0 every token: the runtime's
+    suffix path. Baselines beside two SAEs serving the same sites are scored once."""
+    from sagec.estimate import KNOWN_SIZES, TOKENS_GUESS
+
+    plan, _, _ = whole_model(top=2, layers_of=(29, 29, 0))
+    locate = plan.by_kind("locate")[0].id
+    scores = [n.id for n in plan.by_kind("score")]
+    served = {scores[0]: ["mlp_out 29@end"], scores[1]: ["mlp_out 29@end"], scores[2]: ["mlp_out 0@end"]}
+    costs = estimate(plan, served, {locate: ["mlp_out 29@end", "mlp_out 0@end"]})
+    layers, p, u = KNOWN_SIZES["smollm2-135m"]
+    late, early = costs[scores[0]], costs[scores[2]]
+    assert late.forwards == early.forwards
+    assert late.seconds / early.seconds == pytest.approx((p / layers + u) / (p + u))
+    beside = {n.params.beside: costs[n.id] for n in plan.by_kind("baseline") if n.params.beside}
+    assert beside["res[1]"].after_locate == "shared" and beside["res[1]"].seconds == 0
+    assert beside["res[0]"].after_locate == "runs" and beside["res[0]"].seconds > 0
+    # before locate: the worst the search space allows (every layer at `end`: one token from layer 0)
+    unresolved = estimate(plan)[scores[0]]
+    assert unresolved.seconds == pytest.approx(early.seconds) and early.seconds < unresolved.forwards * 2 * (TOKENS_GUESS * p + u) / 1e11

@@ -152,7 +152,7 @@ def test_suffix_only_path_matches_the_full_forward(loaded):
     # a patch before the final token falls back to the full forward, and is still right
     early = [Patch(Location("mlp_out", 0), [0] * n, torch.zeros(n, loaded.arch.d_model))]
     torch.testing.assert_close(patched_logits(loaded, xs, early, prefix=prefix), patched_logits(loaded, xs, early))
-    assert prefix.serves(xs, patches) and not prefix.serves(xs, early) and not prefix.serves(xs[::-1], patches)
+    assert prefix.serves(xs, patches) and not prefix.serves(xs, early) and not prefix.serves(xs[1:] + [[7, 8, 9]], [])
 
 
 def test_a_longer_suffix_serves_patches_at_earlier_positions_and_matches_the_full_forward(loaded):
@@ -201,6 +201,28 @@ def test_layers_before_the_first_patched_one_are_skipped_on_the_clean_stream(loa
     early = [Patch(Location("mlp_out", start - 1), [-1] * n, torch.zeros(n, loaded.arch.d_model))]
     assert not prefix.serves(xs, early)
     torch.testing.assert_close(patched_logits(loaded, xs, early, prefix=prefix), patched_logits(loaded, xs, early))
+    assert_any_rows_are_served(loaded, xs, patches, prefix)
+
+
+def assert_any_rows_are_served(loaded, xs, patches, prefix):
+    """The suffix path runs any rows of the prefix's prompts, in any order and repeated (the
+    distinct units of many conditions), across the prefix's batches and in several forwards
+    per batch, and gives each row the full forward's logits."""
+    from runtime.model import forward
+
+    pick = [3, 0, 3, len(xs) - 1, 1, 3, 0]
+    rows = [xs[i] for i in pick]
+    some = [Patch(p.location, [p.positions[i] for i in pick], p.values[pick]) for p in patches]
+    assert prefix.serves(rows, some) and not prefix.serves([*rows, [5, 6, 7]], [])
+    expected = patched_logits(loaded, rows, some)
+    torch.testing.assert_close(patched_logits(loaded, rows, some, prefix=prefix), expected, atol=1e-5, rtol=1e-4)
+    real = forward.SUFFIX_ROWS_MEMORY
+    try:
+        forward.SUFFIX_ROWS_MEMORY = 1  # one batch's rows per forward at most
+        torch.testing.assert_close(patched_logits(loaded, rows * 3, [Patch(p.location, list(p.positions) * 3, p.values.repeat(3, 1)) for p in some], prefix=prefix),
+                                   expected.repeat(3, 1), atol=1e-5, rtol=1e-4)
+    finally:
+        forward.SUFFIX_ROWS_MEMORY = real
 
 
 @pytest.mark.parametrize("family", ["gemma2", "gemma3"])
@@ -222,6 +244,7 @@ def test_gemma_padding_and_suffix_path(tmp_path, family):
                Patch(Location("mlp_out", 2), [-1] * n, torch.randn(n, 32, generator=g))]
     fast = patched_logits(loaded, xs, patches, prefix=prefix_cache(loaded, xs))
     torch.testing.assert_close(fast, patched_logits(loaded, xs, patches), atol=1e-5, rtol=1e-4)
+    assert_any_rows_are_served(loaded, xs, patches, prefix_cache(loaded, xs, batch_size=2))
     # two tokens recomputed, the earlier one patched: the sliding layers' cached window must
     # still hold what each recomputed token attends to
     early = [Patch(Location("mlp_out", 1), [len(x) - 2 for x in xs], torch.randn(n, 32, generator=g))]

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from runtime.execute.progress import Reporter
 from runtime.execute.run import run_spec
@@ -88,6 +89,71 @@ def test_the_trace_collects_only_the_rows_later_passes_read_and_no_number_moves(
     assert train and all(rows[g] == [i for i in rows["clean"] if i not in train] for g in rows if g != "clean")
     with pytest.raises(KeyError, match="twin:io"):
         trace.read(artifact, "twin:io", artifact.meta["sites"][0], train[:1])
+
+
+def test_units_skip_clean_rows_and_run_identical_ones_once():
+    from runtime.passes.ground_truth import _units
+
+    clean = {"a": torch.arange(12.0).view(4, 3), "b": torch.zeros(4, 2)}
+    edited = clean["a"].clone()
+    edited[1] += 1
+    edited[2] += 2
+    once = {"a": edited, "b": clean["b"]}
+    again = {"a": edited.clone(), "b": clean["b"].clone()}  # the same edit (a saturated k)
+    other = {"a": clean["a"].clone(), "b": clean["b"].clone()}
+    other["b"][1, 0] = -1.0  # prompt 1 again, patched differently
+    units, uses = _units([once, again, other], ("a", "b"), clean)
+    assert [p for p, _ in units] == [1, 2, 1]
+    torch.testing.assert_close(units[2][1][1], torch.tensor([-1.0, 0.0]))
+    assert [(r.tolist(), u.tolist()) for r, u in uses] == [([1, 2], [0, 1]), ([1, 2], [0, 1]), ([1], [2])]
+    # a site the clean activations do not hold: every row runs
+    units, uses = _units([{"c": torch.zeros(4, 1)}], ("c",), clean)
+    assert len(units) == 4 and uses[0][0].tolist() == [0, 1, 2, 3]
+
+
+def test_repeated_interventions_run_once_and_no_number_moves(tmp_path, monkeypatch):
+    """Identical (prompt, patch) units of a pass run once (greedy edits saturate: once k reaches
+    the latents that differ, every larger k is the same edit), and a prompt patched with its
+    clean activations takes the clean outcome. Against a run that patches every row of every
+    condition, on the suffix path and the long batch alike, no number may move beyond float
+    noise."""
+    from runtime.passes import ground_truth
+
+    from sae_lens import TopKSAE, TopKSAEConfig
+
+    spec_file = make_project(tmp_path / "p")
+    torch.manual_seed(0)
+    for layer in range(3):  # k = 2: at most 4 latents differ per pair, so edits saturate by k = 4
+        cfg = TopKSAEConfig(d_in=32, d_sae=64, k=2)
+        cfg.metadata.hook_name = f"blocks.{layer}.hook_resid_post"
+        TopKSAE(cfg).save_model(str(tmp_path / "p" / f"topk{layer}"))
+    text = spec_file.read_text().replace('"sae{{l}}"', '"topk{{l}}"')
+    spec_file.write_text(text.replace("positions end  select top 2 per family", "positions s2  select top 4"))
+    spec = load_spec(str(spec_file))
+
+    def every_row(conditions, sites, clean):  # the reference: each condition's every row, alone
+        units, uses = [], []
+        for condition in conditions:
+            n = len(condition[sites[0]])
+            uses.append((torch.arange(n), torch.arange(len(units), len(units) + n)))
+            units += [(p, [condition[s][p] for s in sites]) for p in range(n)]
+        return units, uses
+
+    for suffix in (False, True):
+        with monkeypatch.context() as m:
+            if suffix:
+                m.setattr(ground_truth, "SUFFIX_PATH_MIN_PARAMETERS", 0)
+            fast = run_spec(spec, cache_dir=tmp_path / f"a{suffix}", out_dir=tmp_path / f"outa{suffix}", reporter=Reporter("quiet"))
+            m.setattr(ground_truth, "_units", every_row)
+            slow = run_spec(spec, cache_dir=tmp_path / f"b{suffix}", out_dir=tmp_path / f"outb{suffix}", reporter=Reporter("quiet"))
+        assert slow.counters["intervention_rows_run"] == slow.counters["intervention_rows"] == fast.counters["intervention_rows"]
+        assert fast.counters["intervention_rows_run"] < 0.9 * fast.counters["intervention_rows"], fast.counters
+        a, b = (json.loads(r.results["tiny_gt"].read_text()) for r in (slow, fast))
+        a.pop("run"), b.pop("run")
+        na, nb = numbers(a), numbers(b)
+        assert na.keys() == nb.keys()
+        for k in na:
+            assert nb[k] == pytest.approx(na[k], rel=2e-3 if "ci95" in k else 1e-4, abs=1e-5), k
 
 
 def test_the_suffix_path_at_a_late_position_gives_the_numbers_of_full_forwards(tmp_path, monkeypatch):

@@ -50,6 +50,10 @@ class Padded:
             raise IndexError(f"{name} {int(torch.as_tensor(positions)[i])} is outside batch row {i} of {int(self.lengths[i])} tokens")
         return pos + self.offsets
 
+    def rows(self, index: torch.Tensor) -> Padded:
+        """The batch's rows `index` (repeats allowed), still padded to the batch's width."""
+        return Padded(self.input_ids[index], self.attention_mask[index], self.position_ids[index], self.offsets[index], self.lengths[index])
+
 
 def pad_left(token_ids: Sequence[Sequence[int]], pad_id: int) -> Padded:
     sizes = [len(t) for t in token_ids]
@@ -115,14 +119,14 @@ def patched_logits(
 ) -> torch.Tensor:
     """Final-position logits (N, vocab) with every patch applied, all in the same forward.
 
-    With `prefix` (from `prefix_cache` on the same prompts) and every patch within each prompt's
-    last `prefix.suffix` tokens, only those tokens are recomputed, on top of the clean prefix's
-    key/value cache: under causal attention nothing before a patch can change. Otherwise the
-    full forward runs.
+    With `prefix` (from `prefix_cache` on prompts that include every one of `token_ids`, in any
+    order and any number of times) and every patch within each prompt's last `prefix.suffix`
+    tokens, only those tokens are recomputed, on top of the clean prefix's key/value cache: under
+    causal attention nothing before a patch can change. Otherwise the full forward runs.
     """
     _check_patches(loaded, token_ids, patches)
     if prefix is not None and prefix.serves(token_ids, patches):
-        return _suffix_logits(loaded, prefix, patches)
+        return _suffix_logits(loaded, prefix, token_ids, patches)
     out = []
     order, batches = _batches(token_ids, batch_size or loaded.batch_size)
     model = loaded.model
@@ -199,15 +203,23 @@ class PrefixCache:
     entries: dict[int, list[torch.Tensor]] = field(default_factory=dict)  # layer -> per batch (B, suffix, d), shared
 
     def serves(self, token_ids: Sequence[Sequence[int]], patches: Sequence[Patch]) -> bool:
-        """True when these are its prompts and every patch sits within each prompt's last
-        `suffix` tokens, at layer `start` or later."""
-        lengths = torch.tensor([len(t) for t in self.token_ids])
+        """True when each of `token_ids` is one of its prompts (a condition may run a subset of
+        them, or some twice) and every patch sits within each prompt's last `suffix` tokens, at
+        layer `start` or later."""
+        index = self.index()
+        if not all(tuple(t) in index for t in token_ids):
+            return False
+        lengths = torch.tensor([len(t) for t in token_ids])
         for p in patches:
             pos = torch.as_tensor(p.positions, dtype=torch.long)
             pos = torch.where(pos < 0, pos + lengths, pos)
             if p.location.layer < self.start or not bool((pos >= lengths - self.suffix).all()):
                 return False
-        return tuple(map(tuple, token_ids)) == self.token_ids
+        return True
+
+    def index(self) -> dict[tuple[int, ...], tuple[int, int]]:
+        """Each prompt's (batch, row within it); a prompt given twice is cached twice, alike."""
+        return {self.token_ids[i]: (b, j) for b, (rows, _, _) in enumerate(self.batches) for j, i in enumerate(rows)}
 
     def at_layer(self, loaded: LoadedModel, start: int) -> PrefixCache:
         """This cache recomputing layers `start` on (the clean stream entering `start` at the
@@ -275,29 +287,55 @@ def _entry_stream(hf, layer: torch.nn.Module, padded: Padded, suffix: int, kv, d
     return got[0]
 
 
-def _suffix_logits(loaded: LoadedModel, prefix: PrefixCache, patches: Sequence[Patch]) -> torch.Tensor:
+def _suffix_logits(loaded: LoadedModel, prefix: PrefixCache, token_ids: Sequence[Sequence[int]], patches: Sequence[Patch]) -> torch.Tensor:
+    """The suffix path for any rows of the prefix's prompts. Rows are run grouped by the prefix
+    batch their prompt was cached in, up to SUFFIX_ROWS_MEMORY of gathered keys and values per
+    forward: many short conditions then share a trace."""
     model, device, s = loaded.model, loaded.device, prefix.suffix
     positions = [torch.as_tensor(p.positions, dtype=torch.long) for p in patches]
     layers = envoy_at(model, loaded.arch.family.layers)
-    out = []
+    index = prefix.index()
+    where = [index[tuple(t)] for t in token_ids]
+    out = torch.empty(len(token_ids), loaded.arch.vocab_size)
     entries = prefix.entries.get(prefix.start) or [None] * len(prefix.batches)
-    for (rows, padded, cache), entry in zip(prefix.batches, entries, strict=True):
-        first = padded.input_ids.shape[1] - s  # the first recomputed column
-        index = torch.as_tensor(rows, dtype=torch.long)
-        writes = [Write(p.location, (padded.columns(at[index], f"{p.location} position") - first).to(device), p.values[rows].to(device))
-                  for p, at in zip(patches, positions, strict=True)]
-        kv = copy.deepcopy(cache)  # a forward appends to the cache it is given
-        with torch.no_grad(), model.trace(padded.input_ids[:, first:].to(device), attention_mask=padded.attention_mask.to(device),
-                                          position_ids=padded.position_ids[:, first:].to(device), past_key_values=kv,
-                                          use_cache=True, logits_to_keep=1):
-            # Layers before `start` are skipped, each handing on the clean stream entering
-            # `start` (only the last one's output is read, by layer `start`).
-            for layer in range(prefix.start):
-                layers[layer].skip(entry)
-            access(model, loaded.arch, (), writes)
-            logits = model.output.logits[:, -1].save()
-        out.append(logits.float().cpu())
-    return _unsort(torch.cat(out), prefix.order)
+    for b, ((_, padded, cache), entry) in enumerate(zip(prefix.batches, entries, strict=True)):
+        units = [u for u, (batch, _) in enumerate(where) if batch == b]
+        per_forward = max(len(padded.lengths), SUFFIX_ROWS_MEMORY // max(1, _row_bytes(cache)))
+        for at in range(0, len(units), per_forward):
+            chunk = torch.as_tensor(units[at : at + per_forward], dtype=torch.long)
+            local = torch.as_tensor([where[u][1] for u in chunk.tolist()], dtype=torch.long)
+            rows = padded.rows(local)
+            first = rows.input_ids.shape[1] - s  # the first recomputed column
+            writes = [Write(p.location, (rows.columns(at_[chunk], f"{p.location} position") - first).to(device), p.values[chunk].to(device))
+                      for p, at_ in zip(patches, positions, strict=True)]
+            kv = _cache_rows(cache, local)  # a forward appends to the cache it is given: a gathered copy
+            with torch.no_grad(), model.trace(rows.input_ids[:, first:].to(device), attention_mask=rows.attention_mask.to(device),
+                                              position_ids=rows.position_ids[:, first:].to(device), past_key_values=kv,
+                                              use_cache=True, logits_to_keep=1):
+                # Layers before `start` are skipped, each handing on the clean stream entering
+                # `start` (only the last one's output is read, by layer `start`).
+                for layer in range(prefix.start):
+                    layers[layer].skip(entry[local.to(entry.device)])
+                access(model, loaded.arch, (), writes)
+                logits = model.output.logits[:, -1].save()
+            out[chunk] = logits.float().cpu()
+    return out
+
+
+# Keys and values gathered for one suffix forward (its rows' copy of the prefix cache).
+SUFFIX_ROWS_MEMORY = 1 << 28
+
+
+def _row_bytes(cache) -> int:
+    return sum(t[0].numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values) if t is not None and t.numel())
+
+
+def _cache_rows(cache, local: torch.Tensor):
+    """A copy of `cache` holding batch rows `local` (repeats allowed); the original is untouched."""
+    kv = copy.copy(cache)
+    kv.layers = [copy.copy(layer) for layer in cache.layers]
+    kv.batch_select_indices(local)  # each layer's keys and values replaced by gathered copies
+    return kv
 
 
 # --- internals ---------------------------------------------------------------------------------

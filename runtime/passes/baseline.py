@@ -66,7 +66,7 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
         reference = supervised(ctx, gt_id, sites, lambda: validate(ctx, loaded, data, dictionaries))
         as_sae = {s: bases[s].site(data.acts[s], {a: data.twin_acts[a][s] for a in params.attributes}) for s in sites}
         scores = score_sae(as_sae, supervised=reference, acts=data.acts, twin_acts=data.twin_acts, values=data.values,
-                           clean=data.clean, patched=patcher(ctx, loaded, data.prompts), dictionaries=dictionaries)
+                           clean=data.clean, patched=patcher(ctx, loaded, data), dictionaries=dictionaries)
         if complete:
             scores = dataclasses.replace(scores, **{m: undefined(baselines.COMPLETE, getattr(scores, m).n) for m in EXACT})
         return scores, reference.to_json()

@@ -19,10 +19,10 @@ from runtime.sage.dictionaries import Dictionary, DictionaryFitter
 from runtime.sage.evaluate import Condition, Outcome, SupervisedValidation, validate_supervised
 from runtime.store.cache import Artifact
 from runtime.task.prompts import Prompt, PromptSet
+from sagec.estimate import SUFFIX_PATH_MIN_PARAMETERS  # transformer-block weights (12 L d^2) that make it pay; `sagec plan` costs by it
 from sagec.plan import GroundTruthParams, Node
 
 FIT_CHUNK = 256  # prompts per streamed update of the dictionary sums
-SUFFIX_PATH_MIN_PARAMETERS = 20_000_000  # transformer-block weights (12 L d^2) that make it pay
 # Final logits one long batch of conditions may hold at once: each prompt's row is the whole
 # vocabulary (1 MB for Gemma-3's 262,144 tokens), so 60 conditions of 128 prompts would be 7.5 GB.
 LOGITS_MEMORY = 1 << 28
@@ -52,15 +52,24 @@ def test_data(ps: PromptSet, trace: Artifact, sites: Sequence[str], attributes: 
     )
 
 
-def patcher(ctx, loaded, prompts: Sequence[Prompt]):
-    """The `patched` callback of runtime/sage/evaluate.py over the test prompts."""
+def patcher(ctx, loaded, data: TestData):
+    """The `patched` callback of runtime/sage/evaluate.py over the test prompts of `data`.
+
+    Each (condition, prompt) is a unit of work, and two kinds need no forward of their own: a
+    prompt whose patched values are its clean activations at every patched site takes the clean
+    outcome (a twin that resampled the same value gives an empty edit), and identical units run
+    once (greedy edits saturate: once k reaches the latents that differ, every larger k gives
+    the same edit)."""
 
     # On a tiny model a forward costs less than nnsight's per-trace overhead, so one long batch
     # beats a trace per condition; the suffix path pays off once the layers are heavy.
+    prompts = data.prompts
     arch = loaded.arch
     worth_a_cache = 12 * arch.n_layers * arch.d_model**2 >= SUFFIX_PATH_MIN_PARAMETERS and loaded.spec.remote is None
     ids = common.token_ids(prompts)
     shortest = min(len(t) for t in ids)
+    # Rows of final logits held at once; never fewer than one condition's.
+    per_call = max(len(prompts), LOGITS_MEMORY // (arch.vocab_size * 4))
 
     def cache_for(sites: Sequence[str]) -> tuple[int, int] | None:
         """(suffix, start): the final tokens a condition patching `sites` recomputes on the clean
@@ -77,41 +86,67 @@ def patcher(ctx, loaded, prompts: Sequence[Prompt]):
     def patched(conditions: list[Condition]) -> list[Outcome]:
         # Conditions patching only late tokens (the final one, or IOI's s2) recompute just the
         # tokens from the earliest patch on, on the clean prefix's cache (DESIGN.md's normal
-        # path). Others that patch the same sites run as one long batch (the prompts repeated
-        # once per condition), cut into as few forwards as memory allows.
-        out: list[Outcome | None] = [None] * len(conditions)
+        # path). Units of conditions that patch the same sites run together, as few forwards as
+        # memory allows.
+        n = len(prompts)
+        metric = [data.clean.metric.clone() for _ in conditions]
+        argmax = [data.clean.argmax.clone() for _ in conditions]
         groups: dict[tuple[str, ...], list[int]] = {}
         for index, condition in enumerate(conditions):
             groups.setdefault(tuple(sorted(condition)), []).append(index)
         caches = {sites: cache_for(sites) for sites in groups}
         # Groups sharing a cache run together (each layer's entry stream is computed once).
         in_order = sorted(groups, key=lambda sites: (caches[sites] is None, caches[sites] or (0, 0)))
-        with ctx.reporter.track("interventions", total=len(conditions) * len(prompts)) as bar:
+        with ctx.reporter.track("interventions", total=len(conditions) * n) as bar:
             for sites in in_order:
-                members, key = groups[sites], caches[sites]
-                if key is not None:
-                    prefix = common.prefix_cache(ctx, loaded, prompts, *key)  # built once per run and suffix
-                    for i in members:
-                        patches = [_patch(name, prompts, conditions[i][name]) for name in sites]
-                        logits = common.patched_logits(ctx, loaded, prompts, patches, prefix=prefix)
-                        out[i] = Outcome(common.metric_values(logits, prompts), logits.argmax(dim=-1))
-                        bar.advance(len(prompts))
-                    continue
-                per_call = max(1, LOGITS_MEMORY // (len(prompts) * arch.vocab_size * 4))
-                for start in range(0, len(members), per_call):
-                    chunk = members[start : start + per_call]
-                    repeated = list(prompts) * len(chunk)
-                    patches = [_patch(name, repeated, torch.cat([conditions[i][name] for i in chunk])) for name in sites]
-                    logits = common.patched_logits(ctx, loaded, repeated, patches)
-                    metric, argmax = common.metric_values(logits, repeated), logits.argmax(dim=-1)
+                units, uses = _units([conditions[i] for i in groups[sites]], sites, data.acts)
+                bar.advance(len(groups[sites]) * n - len(units))
+                ctx.count("intervention_rows", len(groups[sites]) * n)
+                ctx.count("intervention_rows_run", len(units))
+                prefix = common.prefix_cache(ctx, loaded, prompts, *caches[sites]) if caches[sites] is not None else None
+                got_metric, got_argmax = torch.empty(len(units)), torch.empty(len(units), dtype=torch.long)
+                for start in range(0, len(units), per_call):
+                    chunk = units[start : start + per_call]
+                    rows = [p for p, _ in chunk]
+                    batch = [prompts[p] for p in rows]
+                    patches = [_patch(name, batch, torch.stack([values[j] for _, values in chunk])) for j, name in enumerate(sites)]
+                    logits = common.patched_logits(ctx, loaded, batch, patches, prefix=prefix)
+                    got_metric[start : start + len(chunk)] = common.metric_values(logits, batch)
+                    got_argmax[start : start + len(chunk)] = logits.argmax(dim=-1)
                     del logits
-                    for j, i in enumerate(chunk):
-                        rows = slice(j * len(prompts), (j + 1) * len(prompts))
-                        out[i] = Outcome(metric[rows], argmax[rows])
-                    bar.advance(len(chunk) * len(prompts))
-        return out  # type: ignore[return-value]
+                    bar.advance(len(chunk))
+                for i, (rows, unit) in zip(groups[sites], uses, strict=True):
+                    metric[i][rows], argmax[i][rows] = got_metric[unit], got_argmax[unit]
+        return [Outcome(m, a) for m, a in zip(metric, argmax, strict=True)]
 
     return patched
+
+
+def _units(conditions: Sequence[Condition], sites: Sequence[str], clean: Mapping[str, torch.Tensor]):
+    """The distinct (prompt, patched values) units of conditions patching `sites`, skipping
+    prompts patched with their clean activations; and per condition, (prompt rows, unit per
+    row) for the rows that run."""
+    units: list[tuple[int, list[torch.Tensor]]] = []
+    seen: dict[tuple[int, bytes], int] = {}
+    uses = []
+    for condition in conditions:
+        same = torch.ones(len(condition[sites[0]]), dtype=torch.bool)
+        for s in sites:
+            if s not in clean or condition[s].shape != clean[s].shape:
+                same[:] = False
+            else:
+                same &= (condition[s] == clean[s]).all(dim=1)
+        rows = (~same).nonzero().flatten()
+        unit = []
+        for p in rows.tolist():
+            values = [condition[s][p].detach().cpu() for s in sites]
+            key = (p, b"".join(v.contiguous().view(torch.uint8).numpy().tobytes() for v in values))
+            if key not in seen:
+                seen[key] = len(units)
+                units.append((p, values))
+            unit.append(seen[key])
+        uses.append((rows, torch.as_tensor(unit, dtype=torch.long)))
+    return units, uses
 
 
 def _patch(name: str, prompts: Sequence[Prompt], values: torch.Tensor) -> Patch:
@@ -160,7 +195,7 @@ def validate(ctx, loaded, data: TestData, dictionaries: Mapping[str, Dictionary]
         values=data.values,
         twin_values=data.twin_values,
         clean=data.clean,
-        patched=patcher(ctx, loaded, data.prompts),
+        patched=patcher(ctx, loaded, data),
         dictionaries=dictionaries,
     )
 

@@ -128,7 +128,7 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     # ground-truth pass's own, when they serve all its cross-sections).
     reference = supervised(ctx, gt_id, sites, lambda: validate(ctx, loaded, data, dictionaries))
     scores = score_sae(sae_sites, supervised=reference, acts=data.acts, twin_acts=data.twin_acts, values=data.values,
-                       clean=data.clean, patched=patcher(ctx, loaded, data.prompts), dictionaries=dictionaries)
+                       clean=data.clean, patched=patcher(ctx, loaded, data), dictionaries=dictionaries)
     meta = {
         "sae": identity,
         "sites": sites,

@@ -117,7 +117,7 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     data = test_data(ps, trace, sites, params.attributes)
     reference = supervised(ctx, gt_id, sites, lambda: validate(ctx, loaded, data, dictionaries))
     scores = score_suite(suite_sites, supervised=reference, acts=data.acts, twin_acts=data.twin_acts, values=data.values,
-                         clean=data.clean, patched=patcher(ctx, loaded, data.prompts), dictionaries=dictionaries)
+                         clean=data.clean, patched=patcher(ctx, loaded, data), dictionaries=dictionaries)
     meta |= {"variant_per_site": variants, "scores": scores.to_json(), "supervised_on_same_sites": reference.to_json()}
     return Artifact(meta, {})
 

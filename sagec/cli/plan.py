@@ -39,7 +39,8 @@ def _plan(spec_file: str, as_json: bool, as_dot: bool, cache_dir: str | None) ->
     plan = lower(spec)
     _check_saes(spec)
     cache = ArtifactCache(cache_dir or default_cache_dir())
-    costs = estimate(plan, _served(plan, cache))
+    located = {n.id: list(meta["selected"]) for n in plan.by_kind("locate") if cache.has(n.key) for meta in (cache.load_meta(n.key),)}
+    costs = estimate(plan, _served(plan, cache), located)
     bounds = ()
     if not as_dot:
         reach, space = _reach(plan, costs)
