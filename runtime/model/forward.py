@@ -300,7 +300,7 @@ def _suffix_logits(loaded: LoadedModel, prefix: PrefixCache, token_ids: Sequence
     entries = prefix.entries.get(prefix.start) or [None] * len(prefix.batches)
     for b, ((_, padded, cache), entry) in enumerate(zip(prefix.batches, entries, strict=True)):
         units = [u for u, (batch, _) in enumerate(where) if batch == b]
-        per_forward = max(len(padded.lengths), SUFFIX_ROWS_MEMORY // max(1, _row_bytes(cache)))
+        per_forward = max(len(padded.lengths), SUFFIX_ROWS_MEMORY // max(1, _row_bytes(cache, prefix.start)))
         for at in range(0, len(units), per_forward):
             chunk = torch.as_tensor(units[at : at + per_forward], dtype=torch.long)
             local = torch.as_tensor([where[u][1] for u in chunk.tolist()], dtype=torch.long)
@@ -308,7 +308,7 @@ def _suffix_logits(loaded: LoadedModel, prefix: PrefixCache, token_ids: Sequence
             first = rows.input_ids.shape[1] - s  # the first recomputed column
             writes = [Write(p.location, (rows.columns(at_[chunk], f"{p.location} position") - first).to(device), p.values[chunk].to(device))
                       for p, at_ in zip(patches, positions, strict=True)]
-            kv = _cache_rows(cache, local)  # a forward appends to the cache it is given: a gathered copy
+            kv = _cache_rows(cache, local, prefix.start)  # a forward appends to the cache it is given: a gathered copy
             with torch.no_grad(), model.trace(rows.input_ids[:, first:].to(device), attention_mask=rows.attention_mask.to(device),
                                               position_ids=rows.position_ids[:, first:].to(device), past_key_values=kv,
                                               use_cache=True, logits_to_keep=1):
@@ -323,18 +323,28 @@ def _suffix_logits(loaded: LoadedModel, prefix: PrefixCache, token_ids: Sequence
 
 
 # Keys and values gathered for one suffix forward (its rows' copy of the prefix cache).
-SUFFIX_ROWS_MEMORY = 1 << 28
+SUFFIX_ROWS_MEMORY = 1 << 27
 
 
-def _row_bytes(cache) -> int:
-    return sum(t[0].numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values) if t is not None and t.numel())
+def _row_bytes(cache, start: int) -> int:
+    return sum(t[0].numel() * t.element_size() for layer in cache.layers[start:] for t in (layer.keys, layer.values) if t is not None and t.numel())
 
 
-def _cache_rows(cache, local: torch.Tensor):
-    """A copy of `cache` holding batch rows `local` (repeats allowed); the original is untouched."""
+def _cache_rows(cache, local: torch.Tensor, start: int):
+    """A copy of `cache` holding batch rows `local` (repeats allowed); the original is untouched.
+    Layers before `start` are skipped, so nothing reads or extends their keys and values: they
+    get a view of one row repeated (the right shape, which the cache's length and masks read,
+    and no memory)."""
     kv = copy.copy(cache)
     kv.layers = [copy.copy(layer) for layer in cache.layers]
-    kv.batch_select_indices(local)  # each layer's keys and values replaced by gathered copies
+    for i, layer in enumerate(kv.layers):
+        if layer.keys is None or not layer.keys.numel():
+            continue
+        if i < start:
+            layer.keys = layer.keys[:1].expand(len(local), *layer.keys.shape[1:])
+            layer.values = layer.values[:1].expand(len(local), *layer.values.shape[1:])
+        else:
+            layer.keys, layer.values = layer.keys[local], layer.values[local]
     return kv
 
 

@@ -23,9 +23,10 @@ from sagec.estimate import SUFFIX_PATH_MIN_PARAMETERS  # transformer-block weigh
 from sagec.plan import GroundTruthParams, Node
 
 FIT_CHUNK = 256  # prompts per streamed update of the dictionary sums
-# Final logits one long batch of conditions may hold at once: each prompt's row is the whole
-# vocabulary (1 MB for Gemma-3's 262,144 tokens), so 60 conditions of 128 prompts would be 7.5 GB.
-LOGITS_MEMORY = 1 << 28
+# Final logits one call of the forward engine may return (its units' rows; the metric then reads
+# them once more): each row is the whole vocabulary (1 MB for Gemma-3's 262,144 tokens), so 60
+# conditions of 128 prompts would be 7.5 GB. 64 MB: SmolLM2's 341 rows, Gemma-3's one condition.
+LOGITS_MEMORY = 1 << 26
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ turned into one by `as_latents`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -204,9 +205,36 @@ def encode(sae: Any, x: torch.Tensor) -> Latents:
     dimensions of x are flattened into rows."""
     width = width_of(sae)
     x = x.reshape(-1, x.shape[-1])
-    with torch.no_grad():
-        parts = [Latents.from_dense(sae.encode(x[rows])) for rows in row_chunks(len(x), width)]
+    with torch.no_grad(), _sparse_output(sae):
+        parts = [_latents_of(sae.encode(x[rows])) for rows in row_chunks(len(x), width)]
     return Latents.cat(parts) if parts else Latents(torch.zeros(1, dtype=torch.long), torch.zeros(0, dtype=torch.long), torch.zeros(0), width)
+
+
+@contextlib.contextmanager
+def _sparse_output(sae: Any):
+    """sae_lens's TopK activation can return its k winners as a sparse tensor instead of
+    scattering them into dense zeros (`use_sparse_activations`); asked to while encoding here,
+    it spares a wide SAE's chunk two passes over (rows, d_sae) memory. Other encoders are left
+    as they are."""
+    activation = getattr(sae, "activation_fn", None)
+    if getattr(activation, "use_sparse_activations", None) is not False:
+        yield
+        return
+    activation.use_sparse_activations = True
+    try:
+        yield
+    finally:
+        activation.use_sparse_activations = False
+
+
+def _latents_of(encoded: torch.Tensor) -> Latents:
+    if not encoded.is_sparse:
+        return Latents.from_dense(encoded)
+    coo = encoded.coalesce()  # indices sorted by (row, latent)
+    rows, index = coo.indices()
+    value = coo.values()
+    nonzero = value != 0  # a winner the ReLU zeroed is not active
+    return Latents.from_rows(rows[nonzero], index[nonzero], value[nonzero], encoded.shape[0], encoded.shape[1])
 
 
 def decode(sae: Any, f: Latents) -> torch.Tensor:
