@@ -117,3 +117,9 @@ def test_baselines_beside_an_unused_member_cost_nothing(family, tmp_path):
     beside = doc["baselines"]["pca"]["beside"]
     assert beside["res[0]"]["scores"] is None and beside["res[2]"]["scores"] is None and beside["res[1]"]["scores"] is not None
     assert summary.saes_loaded == ("res[1]",)
+
+
+def test_unused_members_are_named_in_numeric_order():
+    from runtime.execute.run import _numbers_as_numbers
+
+    assert sorted(["l1[10]", "l1[2]", "topk[1]", "l1[1]", "res_a[3]"], key=_numbers_as_numbers) == ["l1[1]", "l1[2]", "l1[10]", "res_a[3]", "topk[1]"]

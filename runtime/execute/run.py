@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -162,7 +163,7 @@ class _Members:
         needed += [(n.params.sae, n.params.model) for n in self.texts if n.id not in skipped and (n.params.sae, n.params.model) not in needed]
         if self.unused:
             self.reporter.info(f"{len(resolved) - len(self.unused)} of {len(resolved)} score nodes serve a located cross-section; "
-                               f"unused (never loaded): {', '.join(self.plan.node(i).params.label for i in self.unused)}")
+                               f"unused (never loaded): {', '.join(sorted((self.plan.node(i).params.label for i in self.unused), key=_numbers_as_numbers))}")
         lazy = [sae for sae, _ in needed if _lazy(sae)]
         if lazy:
             from runtime.zoo import saes as zoo_saes
@@ -205,3 +206,8 @@ def _origin(spec: Spec):
     from sagec.spec import Origin
 
     return Origin(spec.file, 1, 1)
+
+
+def _numbers_as_numbers(label: str) -> list:
+    """Sort key for member labels: l1[2] before l1[10]."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", label)]
