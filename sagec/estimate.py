@@ -12,11 +12,13 @@ of magnitude, not a promise. Counting the embedding per token would make Gemma-3
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sagec.locations import Location
 from sagec.plan import CORPUS_CONTEXT, CORPUS_TOKENS, Node, Plan
 from sagec.selection import pools
 
@@ -176,7 +178,7 @@ def _patched_tokens(plan: Plan, node: Node, task, size: tuple[int, int, int], re
 
 def _layer(location: str) -> int:
     """The layer of a location as str(Location) writes it ("mlp_out 0", "head 23.3")."""
-    return int(location.split()[-1].split(".")[0])
+    return Location.parse(location).layer
 
 
 def prompt_shape(task) -> tuple[float, dict[str, int]]:
@@ -184,8 +186,6 @@ def prompt_shape(task) -> tuple[float, dict[str, int]]:
     the end (what a patch there recomputes), guessed from the templates without a tokenizer:
     a word or punctuation mark per token and one per variable (vocabularies are single tokens as
     a rule); the most over templates, the length their mean."""
-    import re
-
     lengths, from_end = [], {}
     for template in task.templates:
         text = re.sub(r"{%.*?%}|{#.*?#}", "", template.text)
@@ -315,7 +315,6 @@ def candidates(plan: Plan, locate: Node, n_layers: int | None = None) -> tuple[t
     layer (a head stands for every head of its layer: they are served by the same SAEs); the
     layers are the block's, else `n_layers` (from the model's architecture), else from configs
     (model_size); None when none of them is known."""
-    from sagec.locations import Location
     from sagec.selection import pool_of
 
     loc = locate.params.locate

@@ -58,7 +58,7 @@ def patcher(ctx, loaded, data: TestData):
 
     Each (condition, prompt) is a unit of work, and two kinds need no forward of their own: a
     prompt whose patched values are its clean activations at every patched site takes the clean
-    outcome (a twin that resampled the same value gives an empty edit), and identical units run
+    outcome (an edit is empty where a twin's latents equal the prompt's own), and identical units run
     once (greedy edits saturate: once k reaches the latents that differ, every larger k gives
     the same edit)."""
 
