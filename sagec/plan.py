@@ -29,7 +29,7 @@ PLAN_SCHEMA = 1
 # of that kind (and everything downstream, through the input keys) is then recomputed.
 PASS_VERSIONS = {
     "sample": 1,
-    "locate": 2,  # 2: `select top K` is K in total; residual streams ranked apart; method integrated
+    "locate": 3,  # 2: `select top K` is K in total; residual streams ranked apart; method integrated; 3: verified on the suffix path (the same numbers to float tolerance)
     "trace": 3,  # 2: the MLP's input (mlp_in) beside every MLP output, for transcoders; 3: only the rows later passes read (the twins' and counterfactual's test split)
     "ground_truth": 2,  # 2: sufficiency's direction is "one" (the closer to 1 the better)
     "score": 6,  # 2: results keyed by the spec's SAE name (zoo SAEs' own as zoo_name); 3: as ground_truth 2; 4: residual_pair; 5: TransformerLens preprocessing (centring); 6: latents held sparse (the same numbers to float tolerance)

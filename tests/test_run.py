@@ -117,9 +117,9 @@ def test_repeated_interventions_run_once_and_no_number_moves(tmp_path, monkeypat
     clean activations takes the clean outcome. Against a run that patches every row of every
     condition, on the suffix path and the long batch alike, no number may move beyond float
     noise."""
-    from runtime.passes import ground_truth
-
     from sae_lens import TopKSAE, TopKSAEConfig
+
+    from runtime.passes import common, ground_truth
 
     spec_file = make_project(tmp_path / "p")
     torch.manual_seed(0)
@@ -142,7 +142,7 @@ def test_repeated_interventions_run_once_and_no_number_moves(tmp_path, monkeypat
     for suffix in (False, True):
         with monkeypatch.context() as m:
             if suffix:
-                m.setattr(ground_truth, "SUFFIX_PATH_MIN_PARAMETERS", 0)
+                m.setattr(common, "SUFFIX_PATH_MIN_PARAMETERS", 0)
             fast = run_spec(spec, cache_dir=tmp_path / f"a{suffix}", out_dir=tmp_path / f"outa{suffix}", reporter=Reporter("quiet"))
             m.setattr(ground_truth, "_units", every_row)
             slow = run_spec(spec, cache_dir=tmp_path / f"b{suffix}", out_dir=tmp_path / f"outb{suffix}", reporter=Reporter("quiet"))
@@ -159,22 +159,25 @@ def test_repeated_interventions_run_once_and_no_number_moves(tmp_path, monkeypat
 def test_the_suffix_path_at_a_late_position_gives_the_numbers_of_full_forwards(tmp_path, monkeypatch):
     """Interventions at s2 (four tokens before the end) recompute only those tokens on the clean
     prefix's key/value cache once the model is heavy enough to pay; forced on for the tiny model,
-    every number of the run must be what full forwards give."""
+    every number of the run (locate's verified patching effects too) must be what full forwards
+    give."""
     from runtime.model import forward
-    from runtime.passes import ground_truth
+    from runtime.passes import common
     from runtime.passes.common import parse_site
 
     spec_file = make_project(tmp_path / "p")
-    spec_file.write_text(spec_file.read_text().replace("positions end  select top 2 per family", "positions s2  select top 4"))
+    spec_file.write_text(spec_file.read_text().replace("positions end  select top 2 per family", "positions s2  select top 4  verify patching"))
     spec = load_spec(str(spec_file))
     full = run_spec(spec, cache_dir=tmp_path / "a", out_dir=tmp_path / "outa", reporter=Reporter("quiet"))
     assert full.counters.get("suffix_tokens", 0) == 0  # a tiny model takes the long batch
-    monkeypatch.setattr(ground_truth, "SUFFIX_PATH_MIN_PARAMETERS", 0)
+    monkeypatch.setattr(common, "SUFFIX_PATH_MIN_PARAMETERS", 0)
     built = []
     real = forward.prefix_cache
-    monkeypatch.setattr(forward, "prefix_cache", lambda *a, **k: built.append(k["suffix"]) or real(*a, **k))
+    monkeypatch.setattr(forward, "prefix_cache", lambda *a, **k: built.append((tuple(map(tuple, a[1])), k["suffix"])) or real(*a, **k))
     fast = run_spec(spec, cache_dir=tmp_path / "b", out_dir=tmp_path / "outb", reporter=Reporter("quiet"))
-    assert len(built) == 1  # every node of the run patches s2 of the test split: one shared prefix
+    # locate verifies on its train prompts, and every later node patches s2 of the test split:
+    # one prefix each, shared by every node that patches those prompts
+    assert len(built) == len(set(built)) == 2 and len({ids for ids, _ in built}) == 2
     a, b = (json.loads(r.results["tiny_gt"].read_text()) for r in (full, fast))
     assert any(s.endswith("@s2") for s in a["ground_truth"]["sites"]), a["ground_truth"]["sites"]
     assert fast.counters["suffix_tokens"] > 0 and fast.counters["forward"] < full.counters["forward"]
@@ -185,9 +188,11 @@ def test_the_suffix_path_at_a_late_position_gives_the_numbers_of_full_forwards(t
     na, nb = numbers(a), numbers(b)
     assert na.keys() == nb.keys()
     for k in na:
-        # A bootstrap bound of a per-prompt ratio whose denominator nears zero on a random model
-        # (logit difference recovered of -127) moves float noise up to 1e-3 of itself.
-        assert nb[k] == pytest.approx(na[k], rel=2e-3 if "ci95" in k else 1e-4, abs=1e-5), k
+        # A per-prompt ratio whose denominator nears zero on a random model (logit difference
+        # recovered of -6, a bootstrap bound of -127), and a share of verified patching effects
+        # (differences of two forwards), move float noise up to 1e-3 of themselves.
+        ratio = "ci95" in k or "logit_diff_recovered" in k or "patching_effect" in k
+        assert nb[k] == pytest.approx(na[k], rel=2e-3 if ratio else 1e-4, abs=1e-5), k
 
 
 def test_run_writes_every_section_and_a_second_run_is_all_cache_hits(project, tmp_path):

@@ -10,6 +10,7 @@ import torch
 from runtime.model import forward
 from runtime.task.metric import task_metric
 from runtime.task.prompts import Prompt
+from sagec.estimate import SUFFIX_PATH_MIN_PARAMETERS  # transformer-block weights (12 L d^2) that make it pay; `sagec plan` costs by it
 from sagec.locations import CrossSection, Location
 from sagec.spec import Model
 
@@ -77,6 +78,22 @@ def patched_gradients(ctx, loaded, prompts: Sequence[Prompt], patches: Sequence[
 
 
 PREFIX_CACHES = 2  # key/value caches of the clean prompts a run keeps (the test split's, per suffix length)
+
+
+def suffix_path(loaded, prompts: Sequence[Prompt], sites: Sequence[CrossSection]) -> tuple[int, int] | None:
+    """(suffix, start): the final tokens a forward patching `sites` of `prompts` recomputes on
+    the clean prefix's cache, and the first layer it runs; None when the full forward is
+    cheaper: on a small model (a forward costs less than nnsight's per-trace overhead), or with
+    a patch in the first quarter of a prompt (little prefix to reuse)."""
+    arch = loaded.arch
+    if 12 * arch.n_layers * arch.d_model**2 < SUFFIX_PATH_MIN_PARAMETERS or loaded.spec.remote is not None:
+        return None
+    ids = token_ids(prompts)
+    shortest = min(len(t) for t in ids)
+    need = forward.suffix_needed(ids, [[p.positions[site.position] for p in prompts] for site in sites])
+    if need > max(1, (3 * shortest) // 4) or need >= shortest:
+        return None
+    return need, min(site.location.layer for site in sites)
 
 
 def prefix_cache(ctx, loaded, prompts: Sequence[Prompt], suffix: int = 1, start: int = 0) -> forward.PrefixCache:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import torch
 
-from runtime.model import forward
 from runtime.model.forward import Patch
 from runtime.passes import common
 from runtime.passes.locate import selected_sites
@@ -19,7 +18,6 @@ from runtime.sage.dictionaries import Dictionary, DictionaryFitter
 from runtime.sage.evaluate import Condition, Outcome, SupervisedValidation, validate_supervised
 from runtime.store.cache import Artifact
 from runtime.task.prompts import Prompt, PromptSet
-from sagec.estimate import SUFFIX_PATH_MIN_PARAMETERS  # transformer-block weights (12 L d^2) that make it pay; `sagec plan` costs by it
 from sagec.plan import GroundTruthParams, Node
 
 FIT_CHUNK = 256  # prompts per streamed update of the dictionary sums
@@ -62,27 +60,10 @@ def patcher(ctx, loaded, data: TestData):
     once (greedy edits saturate: once k reaches the latents that differ, every larger k gives
     the same edit)."""
 
-    # On a tiny model a forward costs less than nnsight's per-trace overhead, so one long batch
-    # beats a trace per condition; the suffix path pays off once the layers are heavy.
     prompts = data.prompts
     arch = loaded.arch
-    worth_a_cache = 12 * arch.n_layers * arch.d_model**2 >= SUFFIX_PATH_MIN_PARAMETERS and loaded.spec.remote is None
-    ids = common.token_ids(prompts)
-    shortest = min(len(t) for t in ids)
     # Rows of final logits held at once; never fewer than one condition's.
     per_call = max(len(prompts), LOGITS_MEMORY // (arch.vocab_size * 4))
-
-    def cache_for(sites: Sequence[str]) -> tuple[int, int] | None:
-        """(suffix, start): the final tokens a condition patching `sites` recomputes on the clean
-        prefix's cache and the first layer it runs, or None when the full forward is cheaper: a
-        patch in the first quarter of a prompt leaves little prefix to reuse."""
-        if not worth_a_cache:
-            return None
-        parsed = [common.parse_site(s) for s in sites]
-        need = forward.suffix_needed(ids, [[p.positions[site.position] for p in prompts] for site in parsed])
-        if need > max(1, (3 * shortest) // 4) or need >= shortest:
-            return None
-        return need, min(site.location.layer for site in parsed)
 
     def patched(conditions: list[Condition]) -> list[Outcome]:
         # Conditions patching only late tokens (the final one, or IOI's s2) recompute just the
@@ -95,7 +76,7 @@ def patcher(ctx, loaded, data: TestData):
         groups: dict[tuple[str, ...], list[int]] = {}
         for index, condition in enumerate(conditions):
             groups.setdefault(tuple(sorted(condition)), []).append(index)
-        caches = {sites: cache_for(sites) for sites in groups}
+        caches = {sites: common.suffix_path(loaded, prompts, [common.parse_site(s) for s in sites]) for sites in groups}
         # Groups sharing a cache run together (each layer's entry stream is computed once).
         in_order = sorted(groups, key=lambda sites: (caches[sites] is None, caches[sites] or (0, 0)))
         with ctx.reporter.track("interventions", total=len(conditions) * n) as bar:

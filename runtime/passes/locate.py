@@ -162,7 +162,10 @@ def patch_effects(ctx, loaded, ps: PromptSet, rows: Sequence[int], sites: Sequen
     with ctx.reporter.track("verify by patching", total=len(sites), unit="cross-sections") as bar:
         for s in sites:
             patch = Patch(s.location, [p.positions[s.position] for p in clean], twin_acts[s])
-            logits = common.patched_logits(ctx, loaded, clean, [patch])
+            # On a heavy model a late patch recomputes only its last tokens and layers.
+            path = common.suffix_path(loaded, clean, [s])
+            prefix = common.prefix_cache(ctx, loaded, clean, *path) if path is not None else None
+            logits = common.patched_logits(ctx, loaded, clean, [patch], prefix=prefix)
             effects[s] = float((common.metric_values(logits, clean) - base).mean())
             bar.advance()
     return effects
