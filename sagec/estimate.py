@@ -23,10 +23,16 @@ from sagec.plan import CORPUS_CONTEXT, CORPUS_TOKENS, Node, Plan
 from sagec.selection import pools
 
 # The runtime recomputes only a prompt's last tokens, from the first patched layer on, on the
-# clean prefix's key/value cache once a model's blocks (12 L d^2 weights) reach this size and the
-# patch lies in the last three quarters of the prompt (runtime/passes/ground_truth.py decides by
-# these same numbers); on a smaller model one long batch of full forwards is cheaper.
+# clean prefix's key/value cache once a model's blocks (12 L d^2 weights) reach this size and
+# `suffix_pays` (runtime/passes/common.py `suffix_path` decides by both); on a smaller model one
+# long batch of full forwards is cheaper.
 SUFFIX_PATH_MIN_PARAMETERS = 20_000_000
+
+
+def suffix_pays(suffix: int, length: float) -> bool:
+    """Whether recomputing a prompt's last `suffix` of `length` tokens beats the full forward: the
+    patch lies in the last three quarters of it, so enough prefix is reused."""
+    return suffix <= max(1, (3 * length) // 4) and suffix < length
 
 CPU_FLOPS = 1.0e11  # measured: 2 x (896 tokens x 106e6 + 64 prompts x 28e6) in about 2 s on 2 cores
 SPARSE_CONTROL_KS = 7  # runtime.sage.control.KS has seven k values
@@ -171,7 +177,7 @@ def _patched_tokens(plan: Plan, node: Node, task, size: tuple[int, int, int], re
         loc = plan.node(node.inputs[1]).params.locate
         names, first = list(loc.positions), min(loc.layers) if loc.layers else 0
     suffix = max(from_end.get(n, length) for n in names)
-    if suffix > max(1, 3 * length // 4) or suffix >= length:
+    if not suffix_pays(suffix, length):
         return full
     return suffix * size[1] * (size[0] - first) / size[0]
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -196,7 +197,6 @@ class PrefixCache:
     entry stream is computed once (`entries`)."""
 
     token_ids: tuple[tuple[int, ...], ...]
-    order: list[int]
     batches: list[tuple[list[int], Padded, object]]  # (prompt indices, padded batch, HF cache)
     suffix: int = 1  # the tokens each prompt recomputes
     start: int = 0  # the first layer recomputed
@@ -206,8 +206,7 @@ class PrefixCache:
         """True when each of `token_ids` is one of its prompts (a condition may run a subset of
         them, or some twice) and every patch sits within each prompt's last `suffix` tokens, at
         layer `start` or later."""
-        index = self.index()
-        if not all(tuple(t) in index for t in token_ids):
+        if not all(tuple(t) in self.index for t in token_ids):
             return False
         lengths = torch.tensor([len(t) for t in token_ids])
         for p in patches:
@@ -217,6 +216,7 @@ class PrefixCache:
                 return False
         return True
 
+    @functools.cached_property
     def index(self) -> dict[tuple[int, ...], tuple[int, int]]:
         """Each prompt's (batch, row within it); a prompt given twice is cached twice, alike."""
         return {self.token_ids[i]: (b, j) for b, (rows, _, _) in enumerate(self.batches) for j, i in enumerate(rows)}
@@ -249,7 +249,7 @@ def prefix_cache(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], batch_
         raise ValueError(f"prefix_cache needs prompts longer than the {suffix} recomputed tokens")
     if loaded.spec.remote is not None:
         raise ValueError("the suffix path needs the model's own key/value cache, which a remote model keeps on the server")
-    order, batches = _batches(token_ids, batch_size or loaded.batch_size)
+    _, batches = _batches(token_ids, batch_size or loaded.batch_size)
     # The decoder without its head: the prefix's logits are never read, and for a large
     # vocabulary even one position's unembedding per prompt costs a sixth of the prefix (Gemma-3,
     # tests/benchmarks/bench_logits.py).
@@ -261,7 +261,7 @@ def prefix_cache(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], batch_
             out = hf(input_ids=padded.input_ids[:, :-suffix].to(device), attention_mask=padded.attention_mask[:, :-suffix].to(device),
                      position_ids=padded.position_ids[:, :-suffix].to(device), use_cache=True)
         cached.append((rows, padded, out.past_key_values))
-    return PrefixCache(tuple(map(tuple, token_ids)), order, cached, suffix).at_layer(loaded, start)
+    return PrefixCache(tuple(map(tuple, token_ids)), cached, suffix).at_layer(loaded, start)
 
 
 class _Reached(Exception):
@@ -294,8 +294,7 @@ def _suffix_logits(loaded: LoadedModel, prefix: PrefixCache, token_ids: Sequence
     model, device, s = loaded.model, loaded.device, prefix.suffix
     positions = [torch.as_tensor(p.positions, dtype=torch.long) for p in patches]
     layers = envoy_at(model, loaded.arch.family.layers)
-    index = prefix.index()
-    where = [index[tuple(t)] for t in token_ids]
+    where = [prefix.index[tuple(t)] for t in token_ids]
     out = torch.empty(len(token_ids), loaded.arch.vocab_size)
     entries = prefix.entries.get(prefix.start) or [None] * len(prefix.batches)
     for b, ((_, padded, cache), entry) in enumerate(zip(prefix.batches, entries, strict=True)):

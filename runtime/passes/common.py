@@ -10,7 +10,7 @@ import torch
 from runtime.model import forward
 from runtime.task.metric import task_metric
 from runtime.task.prompts import Prompt
-from sagec.estimate import SUFFIX_PATH_MIN_PARAMETERS  # transformer-block weights (12 L d^2) that make it pay; `sagec plan` costs by it
+from sagec.estimate import SUFFIX_PATH_MIN_PARAMETERS, suffix_pays  # transformer-block weights (12 L d^2) that make it pay; `sagec plan` costs by it
 from sagec.locations import CrossSection, Location
 from sagec.spec import Model
 
@@ -91,7 +91,7 @@ def suffix_path(loaded, prompts: Sequence[Prompt], sites: Sequence[CrossSection]
     ids = token_ids(prompts)
     shortest = min(len(t) for t in ids)
     need = forward.suffix_needed(ids, [[p.positions[site.position] for p in prompts] for site in sites])
-    if need > max(1, (3 * shortest) // 4) or need >= shortest:
+    if not suffix_pays(need, shortest):
         return None
     return need, min(site.location.layer for site in sites)
 

@@ -39,8 +39,8 @@ def _plan(spec_file: str, as_json: bool, as_dot: bool, cache_dir: str | None) ->
     plan = lower(spec)
     _check_saes(spec)
     cache = ArtifactCache(cache_dir or default_cache_dir())
-    located = {n.id: list(meta["selected"]) for n in plan.by_kind("locate") if cache.has(n.key) for meta in (cache.load_meta(n.key),)}
-    costs = estimate(plan, _served(plan, cache), located)
+    locates = {n.id: cache.load_meta(n.key) for n in plan.by_kind("locate") if cache.has(n.key)}
+    costs = estimate(plan, _served(plan, locates), {i: list(meta["selected"]) for i, meta in locates.items()})
     bounds = ()
     if not as_dot:
         reach, space = _reach(plan, costs)
@@ -60,11 +60,11 @@ def _plan(spec_file: str, as_json: bool, as_dot: bool, cache_dir: str | None) ->
         click.echo(render_text(plan, costs, cache.has, bounds))
 
 
-def _served(plan, cache) -> dict[str, list[str]]:
-    """For score nodes whose locate artifact is cached, the located cross-sections each serves,
-    from SAE configs alone (runtime/execute/members.py). Empty while nothing is located: the
-    plan then marks score nodes "after locate" with an upper bound on their cost."""
-    located = {n.id: cache.load_meta(n.key) for n in plan.by_kind("locate") if cache.has(n.key)}
+def _served(plan, located: dict) -> dict[str, list[str]]:
+    """For score nodes whose locate artifact is cached (`located`: locate id -> its metadata),
+    the located cross-sections each serves, from SAE configs alone (runtime/execute/members.py).
+    Empty while nothing is located: the plan then marks score nodes "after locate" with an upper
+    bound on their cost."""
     # Cached score nodes too: a suite that is not cached reads which sites its members serve.
     scores = [n for n in plan.by_kind("score") if n.inputs[1] in located]
     if not scores:
