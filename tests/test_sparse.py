@@ -195,11 +195,24 @@ def test_candidate_hungarian_is_the_full_one(monkeypatch, absolute):
         if trial == 1:
             w_dec = torch.randn(9, 5, generator=g)  # exactly as many latents as codes
         if trial == 2:
-            monkeypatch.setattr(alignment, "ROWS_BUDGET", 5 * 7)  # seven decoder rows a chunk
+            monkeypatch.setattr(alignment, "ROWS_BUDGET", 1)  # chunks as small as the kept candidates allow
         (best, best_at), cols, matched = full_hungarian(codes, w_dec, absolute)
         got = alignment.align(codes, w_dec, absolute=absolute)
         assert torch.allclose(got.best_cosine, best) and torch.equal(got.best_latent, best_at)
         assert torch.equal(got.matched_latent, cols) and torch.allclose(got.matched_cosine, matched)
+
+
+def test_float32_screening_keeps_the_exact_best_among_near_ties(monkeypatch):
+    """The decoder is screened in float32 and the survivors reranked in float64: rows whose
+    cosines with a code differ by less than float32 resolves still come out in exact order."""
+    g = torch.Generator().manual_seed(3)
+    code = torch.randn(1, 64, generator=g)
+    w_dec = torch.randn(2000, 64, generator=g)
+    w_dec[100:106] = code + 1e-4 * torch.randn(6, 64, generator=g)  # six near-copies of the code
+    monkeypatch.setattr(alignment, "ROWS_BUDGET", 256)
+    index, cos = alignment.candidates(code, w_dec, 3)
+    exact = alignment.cosine_matrix(code, w_dec)[0]
+    assert torch.equal(index[0], exact.topk(3).indices) and torch.allclose(cos[0], exact.topk(3).values)
 
 
 def test_latents_are_read_in_the_units_of_the_decoder_rows():

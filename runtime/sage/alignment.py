@@ -20,8 +20,13 @@ from dataclasses import dataclass
 import torch
 from scipy.optimize import linear_sum_assignment
 
-# Decoder rows read at once when cosines are taken (a chunk of d_sae, times d floats).
-ROWS_BUDGET = 1 << 22
+# Decoder rows screened at once (a chunk of d_sae): the chunk is a view, and what is made per chunk
+# is its row norms and the (n_codes, rows) cosines.
+ROWS_BUDGET = 1 << 16
+# Each code keeps this many more float32-screened latents than it needs, reranked exactly in
+# float64, so screening's rounding (about 1e-7 of a cosine) cannot drop a true best latent unless
+# that many others lie within it.
+SCREEN_MARGIN = 8
 
 
 @dataclass(frozen=True)
@@ -40,21 +45,31 @@ def cosine_matrix(codes: torch.Tensor, w_dec: torch.Tensor) -> torch.Tensor:
 
 def candidates(codes: torch.Tensor, w_dec: torch.Tensor, per_code: int, *, absolute: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Each code's `per_code` best latents by cosine, (n_codes, per_code) latent indices and
-    cosines in decreasing order, reading the decoder a chunk of rows at a time."""
+    cosines in decreasing order. The decoder is screened a chunk of rows at a time in its own
+    precision (a float64 copy of a 2^20-latent decoder would be gigabytes written per site): the
+    codes' dot products with the rows over the rows' norms, no normalised copy made. The
+    survivors are reranked by exact float64 cosines."""
     per_code = min(per_code, len(w_dec))
-    step = max(per_code, ROWS_BUDGET // max(1, w_dec.shape[1]))
-    best_cos = torch.empty(len(codes), 0, dtype=torch.float64)
+    keep = min(per_code + SCREEN_MARGIN, len(w_dec))
+    u = codes / codes.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    u = u.to(w_dec.dtype if w_dec.dtype in (torch.float32, torch.float64) else torch.float32)
+    step = max(keep, ROWS_BUDGET)
+    best_cos = torch.empty(len(codes), 0, dtype=u.dtype)
     best_idx = torch.empty(len(codes), 0, dtype=torch.long)
     for start in range(0, len(w_dec), step):
-        cos = cosine_matrix(codes, w_dec[start : start + step])
+        rows = w_dec[start : start + step].to(u.dtype)
+        cos = (u @ rows.T) / rows.norm(dim=1).clamp_min(1e-12)
         cos = cos.abs() if absolute else cos
         merged_cos = torch.cat([best_cos, cos], dim=1)
         merged_idx = torch.cat([best_idx, torch.arange(start, start + cos.shape[1]).expand(len(codes), -1)], dim=1)
         # A partial selection (a full sort of every chunk costs seconds at 2^20 latents); which
         # of two exactly tied latents it keeps changes no cosine.
-        top = torch.topk(merged_cos, per_code, dim=1)
+        top = torch.topk(merged_cos, min(keep, merged_cos.shape[1]), dim=1)
         best_cos, best_idx = top.values, merged_idx.gather(1, top.indices)
-    return best_idx, best_cos
+    exact = torch.stack([cosine_matrix(codes[i : i + 1], w_dec[best_idx[i]])[0] for i in range(len(codes))])
+    exact = exact.abs() if absolute else exact
+    top = torch.topk(exact, per_code, dim=1)
+    return best_idx.gather(1, top.indices), top.values
 
 
 def align(codes: torch.Tensor, w_dec: torch.Tensor, *, absolute: bool = False) -> Alignment:
