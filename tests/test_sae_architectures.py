@@ -43,7 +43,7 @@ from sae_lens import (
 from sae_lens.saes.sae import SAEMetadata
 
 from runtime.model.architectures import GPT2, Architecture
-from runtime.sage import reconstruct
+from runtime.sage import reconstruct, sparse
 from runtime.saes import preprocessing
 from runtime.saes.loading import check_fits, describe_sae, load_sae
 from sagec.diagnostics import SpecError
@@ -179,6 +179,27 @@ def test_jumprelu_fires_only_above_its_threshold_with_the_pre_activation(tmp_pat
         assert torch.equal(loaded.sae.encode(x), expected)
         c_hat, f = preprocessing.direct(loaded.sae, loaded.preprocessing, x)
     assert torch.equal(f.to_dense(), expected) and torch.equal(c_hat, expected)
+
+
+@pytest.mark.parametrize("kind", list(BUILDERS))
+def test_encoding_a_block_of_latents_at_a_time_is_encoding_whole(kind, tmp_path, monkeypatch):
+    """A wide SAE whose encoder treats latents apart is encoded a block of latents at a time
+    (runtime/sage/sparse.py); here every fixture is "wide" and the blocks (7 latents, the last
+    one short) split TopK's winners across blocks. The same latents as sae_lens's whole encode,
+    their values to float32 rounding (a narrow product may sum in another order), or the whole
+    encode itself where the encoder is not separable (matching pursuit)."""
+    build(kind, tmp_path / kind)
+    loaded = load_sae(path_sae(tmp_path / kind), ARCH)
+    x = torch.randn(40, D, generator=torch.Generator().manual_seed(4))
+    whole = sparse.encode(loaded.sae, x)
+    parameters = dict(loaded.sae.named_parameters())
+    monkeypatch.setattr(sparse, "BLOCKED_FROM", 1)
+    monkeypatch.setattr(sparse, "LATENT_BLOCK", 7)
+    assert (sparse.latent_blocks(loaded.sae) is None) == (kind == "matching_pursuit")
+    blocked = sparse.encode(loaded.sae, x)
+    assert torch.equal(blocked.crow, whole.crow) and torch.equal(blocked.index, whole.index)
+    torch.testing.assert_close(blocked.value, whole.value, rtol=1e-6, atol=1e-6)
+    assert all(p is parameters[name] for name, p in loaded.sae.named_parameters())  # the full parameters are back
 
 
 @pytest.mark.parametrize("stored", [torch.float16, torch.bfloat16])
