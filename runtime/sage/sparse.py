@@ -1,8 +1,9 @@
 """SAE latents held sparse, from the encoder on (issue 14).
 
 A wide SAE has up to 2^20 latents of which a few tens fire on a prompt, so the score pass never
-holds (N, d_sae) latents: `encode` runs the SAE's own encoder on row chunks of bounded size and
-keeps only the nonzero latents of each prompt, and `decode` runs the SAE's own decoder on them
+holds (N, d_sae) latents: `encode` runs the SAE's own encoder on row chunks of bounded size (and,
+for a wide SAE whose encoder treats latents apart, on blocks of latents) and keeps only the
+nonzero latents of each prompt, and `decode` runs the SAE's own decoder on them
 as a torch sparse tensor (sae_lens decoders take one; anything else gets its chunk dense). The
 memory of scoring is then the SAE's weights plus O(N x L0) per site and twin group.
 
