@@ -44,7 +44,7 @@ from typing import Any
 
 from runtime.model.architectures import FAMILIES, GEMMA2, GEMMA3, GPT2, GPT_NEOX, LLAMA, Architecture, Family
 from runtime.saes.preprocessing import NONE, Preprocessing, UnreproducibleOption, preprocessing_for
-from runtime.store.cache import sha256_file
+from runtime.store.digests import file_sha256
 from sagec.diagnostics import SpecError
 from sagec.locations import Location
 from sagec.spec import Model, Origin, Sae
@@ -661,7 +661,7 @@ def load_sae(sae: Sae, architecture: Architecture | None = None, device: str = "
         # on load): the scores sum many small products. The stored dtype is recorded.
         stored = weights_dtype(folder / WEIGHTS_FILE)
         model = _from_disk(sae, folder, device, dtype or "float32")
-        identity = {"source": sae.source, "folder": str(folder.resolve()), "sha256": sha256_file(folder / WEIGHTS_FILE)}
+        identity = {"source": sae.source, "folder": str(folder.resolve()), "sha256": file_sha256(folder / WEIGHTS_FILE)}
         if stored is not None:
             identity["weights_dtype"] = stored
         if sae.source == "zoo":
