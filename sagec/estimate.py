@@ -146,7 +146,9 @@ def estimate(plan: Plan, served: Mapping[str, Sequence[str]] | None = None, loca
         elif node.kind == "baseline":
             # Scored as an SAE, against the supervised reference its ground truth or SAE already
             # validated in the run; SAEs that serve the same cross-sections share it (not counted).
-            forwards = n_test * (2 + len(task.attributes) * SPARSE_CONTROL_KS)
+            # A complete basis (all its directions kept) runs no splice and no removal.
+            complete = node.params.baseline.components is None
+            forwards = n_test * (0 if complete else 2) + n_test * len(task.attributes) * SPARSE_CONTROL_KS
         size = model_size(node)
         seconds = None
         if size is not None:

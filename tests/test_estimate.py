@@ -119,3 +119,17 @@ def test_patched_nodes_cost_what_the_suffix_path_recomputes_and_shared_baselines
     # before locate: the worst the search space allows (every layer at `end`: one token from layer 0)
     unresolved = estimate(plan)[scores[0]]
     assert unresolved.seconds == pytest.approx(early.seconds) and early.seconds < unresolved.forwards * 2 * (TOKENS_GUESS * p + u) / 1e11
+
+
+def test_a_complete_basis_costs_no_splice_and_no_removal():
+    """`pca` keeps every direction and reconstructs exactly, so its baseline node runs only the
+    edits (attributes x ks conditions); `pca 8` also splices and removes: two conditions more."""
+    from sagec.estimate import SPARSE_CONTROL_KS
+
+    plan, _, _ = whole_model(top=2, layers_of=(3,))
+    node = next(n for n in plan.by_kind("baseline") if n.params.beside is None)
+    partial = dataclasses.replace(node, params=dataclasses.replace(node.params, baseline=Baseline("pca", 8)))
+    task = plan.node(node.inputs[0]).params.task
+    n_test = estimate(plan)[node.id].forwards // (len(task.attributes) * SPARSE_CONTROL_KS)
+    plan2 = dataclasses.replace(plan, nodes=tuple(partial if n.id == node.id else n for n in plan.nodes))
+    assert estimate(plan2)[node.id].forwards - estimate(plan)[node.id].forwards == 2 * n_test

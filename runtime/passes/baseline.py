@@ -4,15 +4,13 @@ code that scores an SAE (runtime/sage/evaluate.score_sae), against the same supe
 reference: on every located cross-section, or beside one SAE on exactly the cross-sections that
 SAE serves (read from its score node), so the two are compared on the same edits.
 
-A complete basis reconstructs exactly: its sufficiency, logit difference recovered and necessity
-are null with that reason; `pca K` with K below a cross-section's width gets real ones. Within
-a run each basis is fitted once per cross-section, and SAEs that serve the same cross-sections
+A complete basis reconstructs exactly: its spliced metric, sufficiency, logit difference
+recovered and necessity are null with that reason, and the two forwards they would take are not
+run; `pca K` with K below a cross-section's width gets real ones. Within a run each basis is fitted once per cross-section, and SAEs that serve the same cross-sections
 share one scoring of it.
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 import torch
 
@@ -22,11 +20,8 @@ from runtime.passes.sample import prompt_set
 from runtime.passes.trace import read
 from runtime.sage import baselines
 from runtime.sage.evaluate import SaeScores, score_sae
-from runtime.sage.statistics import undefined
 from runtime.store.cache import Artifact
 from sagec.plan import BaselineParams, Node
-
-EXACT = ("sufficiency", "logit_diff_recovered", "necessity")  # what a lossless basis cannot fail
 
 
 def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
@@ -65,10 +60,10 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
         dictionaries = {s: fitted[s] for s in sites}
         reference = supervised(ctx, gt_id, sites, lambda: validate(ctx, loaded, data, dictionaries))
         as_sae = {s: bases[s].site(data.acts[s], {a: data.twin_acts[a][s] for a in params.attributes}) for s in sites}
+        # A complete basis's splice is the clean forward and its removal the mean ablation: not run.
         scores = score_sae(as_sae, supervised=reference, acts=data.acts, twin_acts=data.twin_acts, values=data.values,
-                           clean=data.clean, patched=patcher(ctx, loaded, data), dictionaries=dictionaries)
-        if complete:
-            scores = dataclasses.replace(scores, **{m: undefined(baselines.COMPLETE, getattr(scores, m).n) for m in EXACT})
+                           clean=data.clean, patched=patcher(ctx, loaded, data), dictionaries=dictionaries,
+                           exact=baselines.COMPLETE if complete else None)
         return scores, reference.to_json()
 
     scores, reference = ctx.resource("baseline scores", f"{gt_id}|{base.name}|{','.join(sorted(sites))}", score)

@@ -299,11 +299,16 @@ def score_sae(
     dictionaries: Mapping[str, Dictionary],
     ks: Sequence[int] = control.KS,
     seed: int = 0,
+    exact: str | None = None,
 ) -> SaeScores:
     """Scores one SAE at the sites it serves (`sae`, site -> SaeSite). `supervised` must be the
     validation of the dictionaries at exactly those sites: its mean-ablation outcome, targets
-    and edit success are the baselines here. One call of `patched`."""
-    return score_saes({"": sae}, supervised=supervised, acts=acts, twin_acts=twin_acts, values=values, clean=clean, patched=patched, dictionaries=dictionaries, ks=ks, seed=seed)[""]
+    and edit success are the baselines here. One call of `patched`.
+
+    `exact`: why the reconstruction is the activation itself (a complete basis): splicing it in
+    and removing it are then not run, and the numbers they give are null with that reason."""
+    return score_saes({"": sae}, supervised=supervised, acts=acts, twin_acts=twin_acts, values=values, clean=clean, patched=patched,
+                      dictionaries=dictionaries, ks=ks, seed=seed, exact=exact)[""]
 
 
 def score_saes(
@@ -318,6 +323,7 @@ def score_saes(
     dictionaries: Mapping[str, Dictionary],
     ks: Sequence[int] = control.KS,
     seed: int = 0,
+    exact: str | None = None,
 ) -> dict[str, SaeScores]:
     """`score_sae` for several SAEs serving the same sites, with one call of `patched` for all."""
     n = len(clean.metric)
@@ -326,7 +332,7 @@ def score_saes(
         if set(sae) != set(supervised.sites):
             raise ValueError(f"SAE {name!r} serves sites {sorted(sae)} but the supervised validation covers {sorted(supervised.sites)}")
         _check_shapes(n, tuple(sae), acts, twin_acts, values)
-        plans[name] = _plan_sae(sae, supervised, acts, twin_acts, values, clean, dictionaries, ks, seed)
+        plans[name] = _plan_sae(sae, supervised, acts, twin_acts, values, clean, dictionaries, ks, seed, exact)
     outcomes = _call(patched, [c for conditions, _ in plans.values() for c in conditions])
     results, start = {}, 0
     for name, (conditions, finish) in plans.items():
@@ -335,12 +341,12 @@ def score_saes(
     return results
 
 
-def _plan_sae(sae, supervised, acts, twin_acts, values, clean, dictionaries, ks, seed) -> tuple[list[Condition], Callable[[list[Outcome]], SaeScores]]:
+def _plan_sae(sae, supervised, acts, twin_acts, values, clean, dictionaries, ks, seed, exact=None) -> tuple[list[Condition], Callable[[list[Outcome]], SaeScores]]:
     sites = tuple(sae)
     reference = supervised.reference
     attributes = tuple(reference.targets)
     u0 = {s: _like(dictionaries[s].bias, acts[s]) for s in sites}
-    conditions: list[Condition] = [
+    conditions: list[Condition] = [] if exact is not None else [
         {s: _like(sae[s].a_hat, acts[s]) for s in sites},
         {s: u0[s] + acts[s] - _like(sae[s].a_hat, acts[s]) for s in sites},
     ]
@@ -360,7 +366,7 @@ def _plan_sae(sae, supervised, acts, twin_acts, values, clean, dictionaries, ks,
 
     def finish(outcomes: list[Outcome]) -> SaeScores:
         return scores_from(outcomes, sae, acts=acts, values=values, clean=clean, supervised=supervised,
-                           dictionaries=dictionaries, magnitudes=magnitudes, ks=ks, seed=seed)
+                           dictionaries=dictionaries, magnitudes=magnitudes, ks=ks, seed=seed, exact=exact)
 
     return conditions, finish
 
@@ -377,10 +383,15 @@ def scores_from(
     magnitudes: Mapping[str, Mapping[int, torch.Tensor]],
     ks: Sequence[int],
     seed: int,
+    exact: str | None = None,
 ) -> SaeScores:
     """An SAE's (or a suite's) scores from the outcomes of its conditions, in the order both
-    planners build them: spliced, removed, then per attribute one edit per k."""
-    spliced, removed, *edited = outcomes
+    planners build them: spliced, removed (neither where `exact` says why the reconstruction is
+    the activation), then per attribute one edit per k."""
+    if exact is None:
+        spliced, removed, *edited = outcomes
+    else:
+        edited = list(outcomes)
     reference = supervised.reference
     sparse = {}
     for index, a in enumerate(reference.targets):
@@ -396,12 +407,19 @@ def scores_from(
             min_k=_over_pairs(a, mask, lambda: min_k(hits, reference.edit_hits[a], seed=seed)),
         )
     ablated = reference.ablated.metric
+    if exact is None:
+        spliced_metric = mean_estimate(spliced.metric, seed=seed)
+        sufficiency = validation.sufficiency(clean.metric, spliced.metric, seed=seed)
+        logit_diff_recovered = validation.logit_diff_recovered(clean.metric, spliced.metric, ablated, seed=seed)
+        necessity = validation.necessity(clean.metric, removed.metric, ablated, seed=seed)
+    else:
+        spliced_metric = sufficiency = logit_diff_recovered = necessity = undefined(exact, len(clean.metric))
     return SaeScores(
         sites=tuple(sites),
-        spliced_metric=mean_estimate(spliced.metric, seed=seed),
-        sufficiency=validation.sufficiency(clean.metric, spliced.metric, seed=seed),
-        logit_diff_recovered=validation.logit_diff_recovered(clean.metric, spliced.metric, ablated, seed=seed),
-        necessity=validation.necessity(clean.metric, removed.metric, ablated, seed=seed),
+        spliced_metric=spliced_metric,
+        sufficiency=sufficiency,
+        logit_diff_recovered=logit_diff_recovered,
+        necessity=necessity,
         control=sparse,
         per_site={s: score_site(sites[s], acts[s], dictionaries[s], values, seed=seed) for s in sites},
     )
