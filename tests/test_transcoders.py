@@ -133,6 +133,17 @@ def test_a_transcoder_that_is_the_mlp_reconstructs_mlp_out_exactly(results):
     assert scored
 
 
+def test_a_suite_of_exact_transcoders_reads_each_one_s_mlp_input(results):
+    """The family exact[*] as a suite: every located MLP output reconstructed by the transcoder of
+    its layer, from that layer's MLP input, all at once: exactly the model."""
+    suite = results["suites"]["exact"]
+    assert suite["sites"] and all(s.startswith("mlp_out") for s in suite["sites"])
+    for metric in ("sufficiency", "necessity"):
+        assert value(suite["scores"], metric) == pytest.approx(1.0, abs=1e-4), metric
+    for site in suite["sites"]:
+        assert value(suite["scores"]["per_site"][site], "explained_variance") == pytest.approx(1.0, abs=1e-5), site
+
+
 def test_every_architecture_scores_through_the_pass(results):
     located = results["ground_truth"]["sites"]
     assert any(s.startswith("mlp_out 1@") for s in located), located

@@ -23,19 +23,12 @@ reported with every metric null and the reason, naming its layer and the located
 
 from __future__ import annotations
 
-import torch
-
-from runtime.passes import common
+from runtime.passes import common, reconstruction
 from runtime.passes.ground_truth import dictionaries_from, patcher, supervised, test_data, validate
 from runtime.passes.sample import prompt_set
-from runtime.passes.trace import read
-from runtime.sage import reconstruct
-from runtime.saes import preprocessing
 from runtime.saes.serving import SUBLAYERS_AT, before_points, pair_before, partner_points, residual_point, served, serves_none, service, where  # noqa: F401  - re-exported
-from runtime.sage.evaluate import SaeSite, score_sae
-from runtime.sage.sparse import Latents
+from runtime.sage.evaluate import score_sae
 from runtime.store.cache import Artifact
-from sagec.locations import CrossSection, Location
 from sagec.plan import Node, ScoreParams
 
 
@@ -83,46 +76,10 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     every = dictionaries_from(gt)
     dictionaries = {s: every[s] for s in sites}
     data = test_data(ps, trace, sites, params.attributes)
-    sae_point = residual_point(sae.location)
-    rows = ps.indices("test")
-
-    def stream(group: str, location: Location, position: str) -> torch.Tensor:
-        return read(trace, group, CrossSection(location, position), rows)
-
-    # The SAE's encoding of the stream at its own point, per prompt group and position: every
-    # sublayer it serves there by residual reconstruction shares it (and a wide SAE's encoder is
-    # most of what scoring it costs).
-    streams: dict[tuple[str, str], tuple[torch.Tensor, Latents]] = {}
-
-    def latents(group: str, site: str) -> tuple[torch.Tensor, Latents]:
-        c = read(trace, group, site, rows)
-        where = common.parse_site(site)
-        # Each SAE reads its input as it was trained to (TransformerLens preprocessing,
-        # runtime/saes/preprocessing.py): thin wrappers around the reconstruct.* calls, which
-        # run the SAE's own encoder and decoder a chunk of prompts at a time and keep only the
-        # active latents (runtime/sage/sparse.py).
-        with torch.no_grad():
-            if how[site] == "direct" and sae.input_location is not None:  # a transcoder reads the MLP's input (METHOD.md 10)
-                return preprocessing.transcode(sae.sae, sae.preprocessing, stream(group, sae.input_location, where.position), c)
-            if how[site] == "direct":
-                return preprocessing.direct(sae.sae, sae.preprocessing, c)
-            r_after = stream(group, sae_point, where.position)
-            if how[site] == "residual":
-                if (group, where.position) not in streams:
-                    streams[group, where.position] = preprocessing.encoded(sae.sae, sae.preprocessing, r_after)
-                return preprocessing.residual(sae.sae, sae.preprocessing, r_after, c, after=streams[group, where.position])
-            before, partner = pairs[site]
-            return preprocessing.residual_pair(partner.sae, partner.preprocessing, sae.sae, sae.preprocessing, stream(group, before, where.position), r_after, c)
-
-    sae_sites = {}
-    for s in sites:
-        a_hat, f = latents("clean", s)
-        twin_f = {a: latents(f"twin:{a}", s)[1] for a in params.attributes}
-        w_dec = reconstruct.pair_decoder(pairs[s][1].sae, sae.sae) if s in pairs else sae.sae.W_dec
-        factor = reconstruct.latent_scale(sae.sae, pairs[s][1].sae if s in pairs else None)  # in decoder-row units
-        if factor is not None:
-            f, twin_f = f.scaled(factor), {a: t.scaled(factor) for a, t in twin_f.items()}
-        sae_sites[s] = SaeSite(a_hat=a_hat, f=f, twin_f=twin_f, w_dec=w_dec.detach())
+    # The sublayers the SAE serves at one point share its encoding of the stream there (a wide
+    # SAE's encoder is most of what scoring it costs).
+    streams: reconstruction.Streams = {}
+    sae_sites = {s: reconstruction.sae_site(trace, ps.indices("test"), params.attributes, sae, how[s], s, pairs.get(s), streams) for s in sites}
     streams.clear()
     # SAEs that serve the same cross-sections share one supervised reference within a run (the
     # ground-truth pass's own, when they serve all its cross-sections).

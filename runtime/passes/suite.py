@@ -12,19 +12,13 @@ with their score node's reason and never loaded.
 
 from __future__ import annotations
 
-import torch
-
-from runtime.passes import common
+from runtime.passes import common, reconstruction
 from runtime.passes.ground_truth import dictionaries_from, patcher, supervised, test_data, validate
 from runtime.passes.sample import prompt_set
-from runtime.passes.trace import read
-from runtime.sage import reconstruct
-from runtime.sage.evaluate import SaeSite
 from runtime.sage.suite import coverage, score_suite
-from runtime.saes import preprocessing
 from runtime.saes.serving import residual_point
 from runtime.store.cache import Artifact
-from sagec.locations import CrossSection, Location
+from sagec.locations import Location
 from sagec.plan import Node, SuiteParams
 
 
@@ -78,23 +72,6 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     rows = ps.indices("test")
     meta_of = dict(metas)
 
-    def stream(group: str, location: Location, position: str) -> torch.Tensor:
-        return read(trace, group, CrossSection(location, position), rows)
-
-    def latents(group: str, site: str, sae, how: str, pair) -> tuple[torch.Tensor, object]:
-        # As the score pass reads them (runtime/passes/score.py), so a suite's sites are its
-        # members' own reconstructions.
-        c = read(trace, group, site, rows)
-        where = common.parse_site(site)
-        with torch.no_grad():
-            if how == "direct":
-                return preprocessing.direct(sae.sae, sae.preprocessing, c)
-            r_after = stream(group, residual_point(sae.location), where.position)
-            if how == "residual":
-                return preprocessing.residual(sae.sae, sae.preprocessing, r_after, c)
-            before, partner = pair
-            return preprocessing.residual_pair(partner.sae, partner.preprocessing, sae.sae, sae.preprocessing, stream(group, before, where.position), r_after, c)
-
     suite_sites, variants = {}, {}
     for s in sites:
         label = chosen[s]
@@ -104,13 +81,8 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
         if how == "residual_pair":
             info = meta_of[label]["pair_per_site"][s]
             pair = (_before(common.parse_site(s).location, Location.parse(info["location"])), load(partners[info["sae"]]))
-        a_hat, f = latents("clean", s, sae, how, pair)
-        twin_f = {a: latents(f"twin:{a}", s, sae, how, pair)[1] for a in params.attributes}
-        w_dec = reconstruct.pair_decoder(pair[1].sae, sae.sae) if pair else sae.sae.W_dec
-        factor = reconstruct.latent_scale(sae.sae, pair[1].sae if pair else None)  # as the score pass: decoder-row units
-        if factor is not None:
-            f, twin_f = f.scaled(factor), {a: t.scaled(factor) for a, t in twin_f.items()}
-        suite_sites[s] = SaeSite(a_hat=a_hat, f=f, twin_f=twin_f, w_dec=w_dec.detach())
+        # As the score pass reads it, so a suite's sites are its members' own reconstructions.
+        suite_sites[s] = reconstruction.sae_site(trace, rows, params.attributes, sae, how, s, pair)
         variants[s] = how
     every = dictionaries_from(gt)
     dictionaries = {s: every[s] for s in sites}
