@@ -24,8 +24,8 @@ from runtime.saes import preprocessing
 from runtime.saes.serving import residual_point
 from sagec.locations import CrossSection, Location
 
-# (SAE name, position) -> (D(E(r)), E(r)) of the stream at the SAE's own point, every group's rows
-Streams = dict[tuple[str, str], tuple[torch.Tensor, Latents]]
+# (SAE name, prompt group, position) -> (D(E(r)), E(r)) of the stream at the SAE's own point
+Streams = dict[tuple[str, str, str], tuple[torch.Tensor, Latents]]
 
 
 def sae_site(trace, rows: Sequence[int], attributes: Sequence[str], sae, how: str, site: str,
@@ -34,38 +34,35 @@ def sae_site(trace, rows: Sequence[int], attributes: Sequence[str], sae, how: st
     the clean reconstruction, the clean and every attribute twin's latents (in decoder-row
     units) and the decoder rows. `pair`: (the stream before the sublayer, the partner SAE) for
     residual_pair. `streams`: shared by the calls of one pass, so the sublayers an SAE serves at
-    one point encode the stream there once.
+    one point encode the stream there once."""
+    where = common.parse_site(site)
 
-    Every prompt group's rows go through each encoder call together: a wide SAE's encoder reads
-    its weights once per call, whatever the rows."""
-    groups = ("clean", *(f"twin:{a}" for a in attributes))
-    n, where = len(rows), common.parse_site(site)
+    def group(g: str) -> tuple[torch.Tensor, Latents]:
+        def stream(location: Location) -> torch.Tensor:
+            return read(trace, g, CrossSection(location, where.position), rows)
 
-    def stream(location: Location) -> torch.Tensor:
-        return torch.cat([read(trace, g, CrossSection(location, where.position), rows) for g in groups])
-
-    c = torch.cat([read(trace, g, site, rows) for g in groups])
-    with torch.no_grad():
+        c = read(trace, g, site, rows)
         if how == "direct" and sae.input_location is not None:
-            c_hat, f = preprocessing.transcode(sae.sae, sae.preprocessing, stream(sae.input_location), c)
-        elif how == "direct":
-            c_hat, f = preprocessing.direct(sae.sae, sae.preprocessing, c)
-        elif how == "residual":
-            r_after = stream(residual_point(sae.location))
-            key = (sae.name, where.position)
+            return preprocessing.transcode(sae.sae, sae.preprocessing, stream(sae.input_location), c)
+        if how == "direct":
+            return preprocessing.direct(sae.sae, sae.preprocessing, c)
+        r_after = stream(residual_point(sae.location))
+        if how == "residual":
+            key = (sae.name, g, where.position)
             after = streams.get(key) if streams is not None else None
             if after is None:
                 after = preprocessing.encoded(sae.sae, sae.preprocessing, r_after)
                 if streams is not None:
                     streams[key] = after
-            c_hat, f = preprocessing.residual(sae.sae, sae.preprocessing, r_after, c, after=after)
-        else:
-            before, partner = pair
-            c_hat, f = preprocessing.residual_pair(partner.sae, partner.preprocessing, sae.sae, sae.preprocessing,
-                                                   stream(before), stream(residual_point(sae.location)), c)
-    latents = {g: f.rows(i * n, (i + 1) * n) for i, g in enumerate(groups)}
+            return preprocessing.residual(sae.sae, sae.preprocessing, r_after, c, after=after)
+        before, partner = pair
+        return preprocessing.residual_pair(partner.sae, partner.preprocessing, sae.sae, sae.preprocessing, stream(before), r_after, c)
+
+    with torch.no_grad():
+        a_hat, f = group("clean")
+        twin_f = {a: group(f"twin:{a}")[1] for a in attributes}
     w_dec = reconstruct.pair_decoder(pair[1].sae, sae.sae) if pair else sae.sae.W_dec
     factor = reconstruct.latent_scale(sae.sae, pair[1].sae if pair else None)  # in decoder-row units
     if factor is not None:
-        latents = {g: f.scaled(factor) for g, f in latents.items()}
-    return SaeSite(a_hat=c_hat[:n], f=latents["clean"], twin_f={a: latents[f"twin:{a}"] for a in attributes}, w_dec=w_dec.detach())
+        f, twin_f = f.scaled(factor), {a: t.scaled(factor) for a, t in twin_f.items()}
+    return SaeSite(a_hat=a_hat, f=f, twin_f=twin_f, w_dec=w_dec.detach())

@@ -264,21 +264,24 @@ def _latent_block(sae: Any, dims: dict[str, int], start: int, stop: int):
 def _encode_by_blocks(sae: Any, x: torch.Tensor, dims: dict[str, int]) -> Latents:
     width, n = width_of(sae), len(x)
     k = int(sae.activation_fn.k) if type(sae).__name__ == "TopKSAE" else None
+    starts = list(range(0, width, LATENT_BLOCK))
+    if k is not None and len(starts) > 1 and width - starts[-1] < k:
+        starts.pop()  # every block holds at least k latents
     entries = []  # (rows, latents, values) of each block's nonzero latents
     best_value, best_index = torch.zeros(n, 0), torch.zeros(n, 0, dtype=torch.long)
-    for start in range(0, width, LATENT_BLOCK):
-        stop = min(width, start + LATENT_BLOCK)
-        with _latent_block(sae, dims, start, stop):
-            block = sae.encode(x)  # (n, stop - start), dense: one block is small
-        if k is None:
+    for start, stop in zip(starts, [*starts[1:], width], strict=True):
+        with _latent_block(sae, dims, start, stop), _sparse_output(sae):
+            block = sae.encode(x)
+        if k is None:  # dense (n, stop - start): one block is small
             r, j = torch.nonzero(block, as_tuple=True)
             entries.append((r, j + start, block[r, j]))
             continue
-        # TopK: the k largest of the winners so far and this block's (its ReLU leaves them >= 0;
-        # a row's zeros are winners the ReLU zeroed, dropped below).
-        merged = torch.cat([best_value.to(block.dtype), block], dim=1)
-        merged_index = torch.cat([best_index, torch.arange(start, stop).expand(n, -1)], dim=1)
-        top = torch.topk(merged, min(k, merged.shape[1]), dim=1)
+        # TopK's winners come out sparse, k a row (zeros where its ReLU cut them); the k largest
+        # of the winners so far and this block's are the k largest so far.
+        coo = block.coalesce()
+        merged = torch.cat([best_value.to(coo.dtype), coo.values().view(n, k)], dim=1)
+        merged_index = torch.cat([best_index, coo.indices()[1].view(n, k) + start], dim=1)
+        top = torch.topk(merged, k, dim=1)
         best_value, best_index = top.values, merged_index.gather(1, top.indices)
     if k is not None:
         keep = best_value > 0
