@@ -33,8 +33,8 @@ PASS_VERSIONS = {
     "trace": 3,  # 2: the MLP's input (mlp_in) beside every MLP output, for transcoders; 3: only the rows later passes read (the twins' and counterfactual's test split)
     "ground_truth": 2,  # 2: sufficiency's direction is "one" (the closer to 1 the better)
     "score": 6,  # 2: results keyed by the spec's SAE name (zoo SAEs' own as zoo_name); 3: as ground_truth 2; 4: residual_pair; 5: TransformerLens preprocessing (centring); 6: latents held sparse (the same numbers to float tolerance)
-    "baseline": 1,
-    "suite": 2,  # 2: sparse latents read in decoder-row units; greedy in O(k C d)
+    "baseline": 2,  # 2: a complete basis runs no splice and no removal (its spliced metric null with the reason)
+    "suite": 3,  # 2: sparse latents read in decoder-row units; greedy in O(k C d); 3: a transcoder member reads its MLP input
     "corpus": 1,
     "text": 2,  # 1: ce_loss_score, kl_div_score, explained variance, L0, dead fraction on a corpus (METHOD.md section 8); 2: log-probabilities and KL a row at a time (the same numbers to float tolerance)
     "report": 5,  # 2: seeds recorded; 3: as ground_truth 2; 4: baselines; 5: suites

@@ -73,6 +73,7 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
     meta_of = dict(metas)
 
     suite_sites, variants = {}, {}
+    streams: reconstruction.Streams = {}  # a member serving several sites at one point encodes the stream there once
     for s in sites:
         label = chosen[s]
         sae = load(by_label[label])
@@ -82,7 +83,7 @@ def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
             info = meta_of[label]["pair_per_site"][s]
             pair = (_before(common.parse_site(s).location, Location.parse(info["location"])), load(partners[info["sae"]]))
         # As the score pass reads it, so a suite's sites are its members' own reconstructions.
-        suite_sites[s] = reconstruction.sae_site(trace, rows, params.attributes, sae, how, s, pair)
+        suite_sites[s] = reconstruction.sae_site(trace, rows, params.attributes, sae, how, s, pair, streams)
         variants[s] = how
     every = dictionaries_from(gt)
     dictionaries = {s: every[s] for s in sites}
