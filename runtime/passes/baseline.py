@@ -6,8 +6,9 @@ SAE serves (read from its score node), so the two are compared on the same edits
 
 A complete basis reconstructs exactly: its spliced metric, sufficiency, logit difference
 recovered and necessity are null with that reason, and the two forwards they would take are not
-run; `pca K` with K below a cross-section's width gets real ones. Within a run each basis is fitted once per cross-section, and SAEs that serve the same cross-sections
-share one scoring of it.
+run; `pca K` with K below a cross-section's width gets real ones. Within a run each basis is
+fitted once per cross-section, and SAEs that serve the same cross-sections share one scoring of
+it.
 """
 
 from __future__ import annotations
