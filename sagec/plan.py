@@ -36,7 +36,7 @@ PASS_VERSIONS = {
     "baseline": 2,  # 2: a complete basis runs no splice and no removal (its spliced metric null with the reason)
     "suite": 3,  # 2: sparse latents read in decoder-row units; greedy in O(k C d); 3: a transcoder member reads its MLP input
     "corpus": 1,
-    "text": 2,  # 1: ce_loss_score, kl_div_score, explained variance, L0, dead fraction on a corpus (METHOD.md section 8); 2: log-probabilities and KL a row at a time (the same numbers to float tolerance)
+    "text": 3,  # 1: ce_loss_score, kl_div_score, explained variance, L0, dead fraction on a corpus (METHOD.md section 8); 2: log-probabilities and KL a row at a time (the same numbers to float tolerance); 3: latents sparse (likewise)
     "report": 5,  # 2: seeds recorded; 3: as ground_truth 2; 4: baselines; 5: suites
 }
 PASS_ORDER = tuple(PASS_VERSIONS)

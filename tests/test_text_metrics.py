@@ -32,6 +32,8 @@ class _Sae(torch.nn.Module):
     def __init__(self, d: int, kind: str):
         super().__init__()
         self.d, self.kind = d, kind
+        eye = torch.eye(d) * {"perfect": 1.0, "zero": 0.0, "half": 0.5}[kind]
+        self.W_dec = torch.cat([eye, -eye])  # the rows decode multiplies f by (sagec reads widths from it)
 
     def encode(self, x):
         return torch.cat([torch.relu(x), torch.relu(-x)], dim=-1)
@@ -121,7 +123,7 @@ def test_batches_cut_by_logits_memory_change_no_number(gpt2, monkeypatch):
     location = Location("mlp_out", 0)
     whole = text_pass.measure(gpt2, _sae(gpt2, "half", location), WINDOWS).estimates()
     monkeypatch.setattr(text_pass, "LOGITS_BUDGET", 1)  # one window a batch
-    monkeypatch.setattr(text_pass, "LATENT_BUDGET", 3)  # latents of a few tokens at a time
+    monkeypatch.setattr(text_pass, "TOKEN_CHUNK", 3)  # a few tokens reconstructed at a time
     one = text_pass.measure(gpt2, _sae(gpt2, "half", location), WINDOWS).estimates()
     for name, e in whole.items():
         assert one[name].value == pytest.approx(e.value, rel=1e-5, abs=1e-9), name

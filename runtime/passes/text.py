@@ -37,9 +37,9 @@ from sagec.plan import Node, TextParams
 # are held while the other two forwards run, so a batch holds about twice it.
 LOGITS_BUDGET = 1 << 27
 MAX_ROWS = 64
-# Latents of at most this many (token x latent) floats are held at once (wide SAEs): 64 MB, with
-# which a 2^20-latent SAE's text metrics on SmolLM2 stayed within 1.44 GB beside its weights.
-LATENT_BUDGET = 1 << 24
+# Tokens reconstructed at once. The latents come back sparse (runtime/sage/sparse.py bounds what
+# its encoder holds, a wide SAE's a block of latents at a time), so this is not a memory bound.
+TOKEN_CHUNK = 1 << 10
 
 
 def run(node: Node, inputs: dict[str, Artifact], ctx) -> Artifact:
@@ -120,15 +120,14 @@ def _batch(hf, loaded, sae, rows, texts, pad, device, tally: Tally) -> None:
     def reconstruct(a: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
         x = a[scored]
         x_hat = torch.empty_like(x)
-        chunk = max(1, LATENT_BUDGET // max(1, sae.d_sae))
+        chunk = TOKEN_CHUNK
         token_texts = text_of[scored].cpu()
         for s in range(0, len(x), chunk):
             part = x[s : s + chunk].to(torch.float32).cpu()
             if source is not None:  # a transcoder: mlp_out from the MLP's input (METHOD.md section 10)
                 part_hat, f = preprocessing.transcode(sae.sae, sae.preprocessing, source[scored][s : s + chunk].to(torch.float32).cpu(), part)
             else:
-                f = sae.sae.encode(sae.preprocessing.to_sae(part))
-                part_hat = sae.sae.decode(f) + sae.preprocessing.removed(part)
+                part_hat, f = preprocessing.direct(sae.sae, sae.preprocessing, part)
             tally.add_reconstruction(token_texts[s : s + chunk], part, part_hat, f)
             x_hat[s : s + chunk] = part_hat.to(x_hat)
         out = a.clone()
