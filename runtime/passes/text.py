@@ -119,17 +119,17 @@ def _batch(hf, loaded, sae, rows, texts, pad, device, tally: Tally) -> None:
 
     def reconstruct(a: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
         x = a[scored]
+        inputs = source[scored] if source is not None else None  # a transcoder's: the MLP's input
         x_hat = torch.empty_like(x)
-        chunk = TOKEN_CHUNK
         token_texts = text_of[scored].cpu()
-        for s in range(0, len(x), chunk):
-            part = x[s : s + chunk].to(torch.float32).cpu()
-            if source is not None:  # a transcoder: mlp_out from the MLP's input (METHOD.md section 10)
-                part_hat, f = preprocessing.transcode(sae.sae, sae.preprocessing, source[scored][s : s + chunk].to(torch.float32).cpu(), part)
+        for s in range(0, len(x), TOKEN_CHUNK):
+            part = x[s : s + TOKEN_CHUNK].to(torch.float32).cpu()
+            if inputs is not None:  # a transcoder: mlp_out from the MLP's input (METHOD.md section 10)
+                part_hat, f = preprocessing.transcode(sae.sae, sae.preprocessing, inputs[s : s + TOKEN_CHUNK].to(torch.float32).cpu(), part)
             else:
                 part_hat, f = preprocessing.direct(sae.sae, sae.preprocessing, part)
-            tally.add_reconstruction(token_texts[s : s + chunk], part, part_hat, f)
-            x_hat[s : s + chunk] = part_hat.to(x_hat)
+            tally.add_reconstruction(token_texts[s : s + TOKEN_CHUNK], part, part_hat, f)
+            x_hat[s : s + TOKEN_CHUNK] = part_hat.to(x_hat)
         out = a.clone()
         out[scored] = x_hat
         return out

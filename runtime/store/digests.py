@@ -23,12 +23,20 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     st = path.stat()
     stamp = f"{path}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
     memo = cache_dir() / "digests" / f"{hashlib.sha256(stamp.encode()).hexdigest()[:32]}.txt"
-    try:
-        remembered, digest = memo.read_text(encoding="utf-8").split("\n")[:2]
-        if remembered == stamp and len(digest) == 64:
-            return digest
-    except (OSError, ValueError):
-        pass
-    digest = sha256_file(path)
-    atomic.write_text(memo, f"{stamp}\n{digest}\n")
+    digest = _remembered(memo, stamp)
+    if digest is None:
+        digest = sha256_file(path)
+        atomic.write_text(memo, f"{stamp}\n{digest}\n")
     return digest
+
+
+def _remembered(memo: Path, stamp: str) -> str | None:
+    """The digest `memo` keeps for `stamp`; None when there is none, it names another stamp, or
+    it is unreadable (then it is hashed again and rewritten)."""
+    try:
+        lines = memo.read_text(encoding="utf-8").split("\n")
+    except OSError:
+        return None
+    if len(lines) >= 2 and lines[0] == stamp and len(lines[1]) == 64:
+        return lines[1]
+    return None
