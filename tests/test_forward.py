@@ -204,6 +204,28 @@ def test_layers_before_the_first_patched_one_are_skipped_on_the_clean_stream(loa
     assert_any_rows_are_served(loaded, xs, patches, prefix)
 
 
+def test_reduced_logits_are_the_reduction_of_the_full_logits_on_both_paths(loaded):
+    """`reduce` sees each forward's logits with the caller's prompt indices, whichever order
+    the engine runs them in (sorted by length, grouped by prefix batch, repeated rows)."""
+    xs = prompts(7, seed=4)
+    n = len(xs)
+    g = torch.Generator().manual_seed(2)
+    patches = [Patch(Location("mlp_out", 1), [-1] * n, torch.randn(n, loaded.arch.d_model, generator=g))]
+    weights = torch.randn(n, generator=g)
+
+    def reduce(logits, rows):  # depends on which prompt each row is: a wrong index shows
+        return torch.stack([logits[:, 5] * weights[rows], logits.argmax(dim=-1).double()], dim=1)
+
+    full = patched_logits(loaded, xs, patches, batch_size=3)
+    expected = reduce(full, torch.arange(n))
+    torch.testing.assert_close(patched_logits(loaded, xs, patches, batch_size=3, reduce=reduce), expected)
+    prefix = prefix_cache(loaded, xs, batch_size=3)
+    assert prefix.serves(xs, patches)
+    torch.testing.assert_close(patched_logits(loaded, xs, patches, prefix=prefix, reduce=reduce), expected, atol=1e-5, rtol=1e-4)
+    # a reduction to one column per row
+    torch.testing.assert_close(patched_logits(loaded, xs, patches, prefix=prefix, reduce=lambda lg, r: lg[:, 5] * weights[r]), full[:, 5] * weights, atol=1e-5, rtol=1e-4)
+
+
 def assert_any_rows_are_served(loaded, xs, patches, prefix):
     """The suffix path runs any rows of the prefix's prompts, in any order and repeated (the
     distinct units of many conditions), across the prefix's batches and in several forwards

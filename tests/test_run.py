@@ -36,16 +36,16 @@ def results_without_run(path: Path) -> str:
     return json.dumps(data, sort_keys=True)
 
 
-def test_conditions_cut_into_calls_by_logits_memory_give_the_same_results(project, tmp_path, monkeypatch):
-    """Ground truth and scoring cap the final logits a batch of conditions returns (a 262k-token
-    vocabulary makes them 1 MB a prompt); one condition per call must change no number."""
+def test_conditions_cut_into_calls_give_the_same_results(project, tmp_path, monkeypatch):
+    """Ground truth and scoring run their units in calls of CALL_ROWS (the progress bar moves
+    between them); one condition per call must change no number."""
     from runtime.model import forward
     from runtime.passes import ground_truth
     from runtime.passes.common import parse_site
 
     spec = load_spec(str(project))
     whole = run_spec(spec, cache_dir=tmp_path / "a", out_dir=tmp_path / "outa", reporter=Reporter("quiet"))
-    monkeypatch.setattr(ground_truth, "LOGITS_MEMORY", 1)
+    monkeypatch.setattr(ground_truth, "CALL_ROWS", 1)
     cut = run_spec(spec, cache_dir=tmp_path / "b", out_dir=tmp_path / "outb", reporter=Reporter("quiet"))
     assert results_without_run(cut.results["tiny_gt"]) == results_without_run(whole.results["tiny_gt"])
     assert cut.counters == whole.counters  # the same prompt-passes, in more calls

@@ -29,6 +29,7 @@ from sagec.locations import Location
 
 Key = tuple[Location, str]  # (location, position name)
 MetricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (final logits (B, V), prompt indices (B,)) -> (B,)
+Reduce = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (final logits (B, V) float32, prompt indices (B,)) -> (B,) or (B, m)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ def patched_logits(
     patches: Sequence[Patch],
     batch_size: int | None = None,
     prefix: PrefixCache | None = None,
+    reduce: Reduce | None = None,
 ) -> torch.Tensor:
     """Final-position logits (N, vocab) with every patch applied, all in the same forward.
 
@@ -124,14 +126,19 @@ def patched_logits(
     order and any number of times) and every patch within each prompt's last `prefix.suffix`
     tokens, only those tokens are recomputed, on top of the clean prefix's key/value cache: under
     causal attention nothing before a patch can change. Otherwise the full forward runs.
+
+    With `reduce`, each forward's logits are reduced as they come (to the task metric and the
+    argmax, say) and its (N,) or (N, m) results are returned: the whole vocabulary of every row is then
+    never held at once, nor copied into one tensor (a tenth of a small model's patched forward).
     """
     _check_patches(loaded, token_ids, patches)
     if prefix is not None and prefix.serves(token_ids, patches):
-        return _suffix_logits(loaded, prefix, token_ids, patches)
-    out = []
+        return _suffix_logits(loaded, prefix, token_ids, patches, reduce)
     order, batches = _batches(token_ids, batch_size or loaded.batch_size)
     model = loaded.model
     positions = [torch.as_tensor(p.positions, dtype=torch.long) for p in patches]
+    remote = loaded.spec.remote is not None
+    out = []
     with _session(loaded):
         for rows in batches:
             padded = pad_left([token_ids[i] for i in rows], _pad_id(loaded))
@@ -140,11 +147,17 @@ def patched_logits(
             with torch.no_grad(), model.trace(ids, **kwargs):
                 access(model, loaded.arch, (), writes)
                 logits = model.output.logits[:, -1].save()
-            out.append(logits)
-        if loaded.spec.remote is not None:
+            out.append(logits if remote else _reduced(logits, rows, reduce))
+        if remote:
             out = nnsight.save(out)  # what a remote session brings back
-    out = [logits.float().cpu() for logits in out]
+    if remote:
+        out = [_reduced(logits, rows, reduce) for logits, rows in zip(out, batches, strict=True)]
     return _unsort(torch.cat(out), order)
+
+
+def _reduced(logits: torch.Tensor, rows: Sequence[int] | torch.Tensor, reduce: Reduce | None) -> torch.Tensor:
+    logits = logits.float().cpu()
+    return logits if reduce is None else reduce(logits, torch.as_tensor(rows, dtype=torch.long))
 
 
 def patched_gradients(
@@ -287,15 +300,18 @@ def _entry_stream(hf, layer: torch.nn.Module, padded: Padded, suffix: int, kv, d
     return got[0]
 
 
-def _suffix_logits(loaded: LoadedModel, prefix: PrefixCache, token_ids: Sequence[Sequence[int]], patches: Sequence[Patch]) -> torch.Tensor:
+def _suffix_logits(loaded: LoadedModel, prefix: PrefixCache, token_ids: Sequence[Sequence[int]], patches: Sequence[Patch],
+                   reduce: Reduce | None = None) -> torch.Tensor:
     """The suffix path for any rows of the prefix's prompts. Rows are run grouped by the prefix
     batch their prompt was cached in, up to SUFFIX_ROWS_MEMORY of gathered keys and values per
     forward: many short conditions then share a trace."""
+    if not token_ids:
+        raise ValueError("no prompts to run")
     model, device, s = loaded.model, loaded.device, prefix.suffix
     positions = [torch.as_tensor(p.positions, dtype=torch.long) for p in patches]
     layers = envoy_at(model, loaded.arch.family.layers)
     where = [prefix.index[tuple(t)] for t in token_ids]
-    out = torch.empty(len(token_ids), loaded.arch.vocab_size)
+    out = None  # (N, vocab), or (N, m) reduced: its width is known from the first forward
     entries = prefix.entries.get(prefix.start) or [None] * len(prefix.batches)
     for b, ((_, padded, cache), entry) in enumerate(zip(prefix.batches, entries, strict=True)):
         units = [u for u, (batch, _) in enumerate(where) if batch == b]
@@ -317,7 +333,10 @@ def _suffix_logits(loaded: LoadedModel, prefix: PrefixCache, token_ids: Sequence
                     layers[layer].skip(entry[local.to(entry.device)])
                 access(model, loaded.arch, (), writes)
                 logits = model.output.logits[:, -1].save()
-            out[chunk] = logits.float().cpu()
+            got = _reduced(logits, chunk, reduce)
+            if out is None:
+                out = got.new_empty(len(token_ids), *got.shape[1:])
+            out[chunk] = got
     return out
 
 

@@ -45,6 +45,17 @@ def metric_values(logits: torch.Tensor, prompts: Sequence[Prompt]) -> torch.Tens
     return task_metric(logits, [p.answer_ids for p in prompts], [p.distractor_ids for p in prompts])
 
 
+def metric_and_argmax(prompts: Sequence[Prompt]) -> forward.Reduce:
+    """A forward.Reduce to (metric, argmax token) per row, as float64 columns (a token id is
+    exact in float64): all that the passes read of a patched forward's logits."""
+    metric = metric_of(prompts)
+
+    def reduce(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return torch.stack([metric(logits, rows).double(), logits.argmax(dim=-1).double()], dim=1)
+
+    return reduce
+
+
 # Every call that runs the model goes through these, so a run can say how many model passes it
 # made (and tests can check that adding an SAE adds none for activations), and so a batch that
 # does not fit in memory is halved and retried instead of failing the run.
@@ -60,14 +71,15 @@ def collect_with_grads(ctx, loaded, prompts: Sequence[Prompt], names: Sequence[s
     return _fitting(ctx, loaded, lambda b: forward.collect_with_grads(loaded, token_ids(prompts), positions(prompts, names), locations, metric, batch_size=b))
 
 
-def patched_logits(ctx, loaded, prompts: Sequence[Prompt], patches: Sequence[forward.Patch], prefix: forward.PrefixCache | None = None) -> torch.Tensor:
+def patched_logits(ctx, loaded, prompts: Sequence[Prompt], patches: Sequence[forward.Patch], prefix: forward.PrefixCache | None = None,
+                   reduce: forward.Reduce | None = None) -> torch.Tensor:
     if prefix is not None and prefix.serves(token_ids(prompts), patches):
         ctx.count("suffix_tokens", len(prompts) * prefix.suffix)  # prompt-tokens recomputed on the clean prefix
         # ... and through how many layers: those before the first patched one are skipped
         ctx.count("suffix_layer_tokens", len(prompts) * prefix.suffix * (loaded.arch.n_layers - prefix.start))
-        return forward.patched_logits(loaded, token_ids(prompts), patches, prefix=prefix)
+        return forward.patched_logits(loaded, token_ids(prompts), patches, prefix=prefix, reduce=reduce)
     ctx.count("forward", len(prompts))
-    return _fitting(ctx, loaded, lambda b: forward.patched_logits(loaded, token_ids(prompts), patches, batch_size=b))
+    return _fitting(ctx, loaded, lambda b: forward.patched_logits(loaded, token_ids(prompts), patches, batch_size=b, reduce=reduce))
 
 
 def patched_gradients(ctx, loaded, prompts: Sequence[Prompt], patches: Sequence[forward.Patch]) -> tuple[torch.Tensor, list[torch.Tensor]]:

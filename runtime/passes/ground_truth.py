@@ -21,10 +21,10 @@ from runtime.task.prompts import Prompt, PromptSet
 from sagec.plan import GroundTruthParams, Node
 
 FIT_CHUNK = 256  # prompts per streamed update of the dictionary sums
-# Final logits one call of the forward engine may return (its units' rows; the metric then reads
-# them once more): each row is the whole vocabulary (1 MB for Gemma-3's 262,144 tokens), so 60
-# conditions of 128 prompts would be 7.5 GB. 64 MB: SmolLM2's 341 rows, Gemma-3's one condition.
-LOGITS_MEMORY = 1 << 26
+# Units (prompt, patched values) per call of the forward engine, never fewer than one condition's:
+# the progress bar moves between calls. Each forward reduces its logits to the metric and the
+# argmax as they come, so the vocabulary's width never multiplies the rows of a call.
+CALL_ROWS = 1024
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,7 @@ def patcher(ctx, loaded, data: TestData):
     the same edit)."""
 
     prompts = data.prompts
-    arch = loaded.arch
-    # Rows of final logits held at once; never fewer than one condition's.
-    per_call = max(len(prompts), LOGITS_MEMORY // (arch.vocab_size * 4))
+    per_call = max(len(prompts), CALL_ROWS)
 
     def patched(conditions: list[Condition]) -> list[Outcome]:
         # Conditions patching only late tokens (the final one, or IOI's s2) recompute just the
@@ -92,10 +90,9 @@ def patcher(ctx, loaded, data: TestData):
                     rows = [p for p, _ in chunk]
                     batch = [prompts[p] for p in rows]
                     patches = [_patch(name, batch, torch.stack([values[j] for _, values in chunk])) for j, name in enumerate(sites)]
-                    logits = common.patched_logits(ctx, loaded, batch, patches, prefix=prefix)
-                    got_metric[start : start + len(chunk)] = common.metric_values(logits, batch)
-                    got_argmax[start : start + len(chunk)] = logits.argmax(dim=-1)
-                    del logits
+                    got = common.patched_logits(ctx, loaded, batch, patches, prefix=prefix, reduce=common.metric_and_argmax(batch))
+                    got_metric[start : start + len(chunk)] = got[:, 0]
+                    got_argmax[start : start + len(chunk)] = got[:, 1].long()
                     bar.advance(len(chunk))
                 for i, (rows, unit) in zip(groups[sites], uses, strict=True):
                     metric[i][rows], argmax[i][rows] = got_metric[unit], got_argmax[unit]

@@ -149,7 +149,8 @@ def integrated_chunk(ctx, loaded, clean: Sequence[Prompt], c, t, locations: Sequ
 def patch_effects(ctx, loaded, ps: PromptSet, rows: Sequence[int], sites: Sequence[CrossSection], family_of: dict[CrossSection, str]) -> dict[CrossSection, float]:
     """Real activation patching: mean change of m(p) when a_l(p) is replaced by a_l(p')."""
     clean = [ps.prompts[i] for i in rows]
-    base = common.metric_values(common.patched_logits(ctx, loaded, clean, []), clean)
+    metric = common.metric_of(clean)
+    base = common.patched_logits(ctx, loaded, clean, [], reduce=metric)
     fams = families(ps)
     twin_acts = {}
     for f in sorted(set(family_of[s] for s in sites)):
@@ -165,8 +166,7 @@ def patch_effects(ctx, loaded, ps: PromptSet, rows: Sequence[int], sites: Sequen
             # On a heavy model a late patch recomputes only its last tokens and layers.
             path = common.suffix_path(loaded, clean, [s])
             prefix = common.prefix_cache(ctx, loaded, clean, *path) if path is not None else None
-            logits = common.patched_logits(ctx, loaded, clean, [patch], prefix=prefix)
-            effects[s] = float((common.metric_values(logits, clean) - base).mean())
+            effects[s] = float((common.patched_logits(ctx, loaded, clean, [patch], prefix=prefix, reduce=metric) - base).mean())
             bar.advance()
     return effects
 
