@@ -34,7 +34,11 @@ def suffix_pays(suffix: int, length: float) -> bool:
     patch lies in the last three quarters of it, so enough prefix is reused."""
     return suffix <= max(1, (3 * length) // 4) and suffix < length
 
-CPU_FLOPS = 1.0e11  # measured: 2 x (896 tokens x 106e6 + 64 prompts x 28e6) in about 2 s on 2 cores
+# Model FLOP/s on 2 CPU cores by the model's dtype. float32: 2 x (896 tokens x 106e6 + 64 prompts x
+# 28e6) in about 2 s. bfloat16 runs on the CPU's bf16 dot products (avx512_bf16): the main job's
+# nodes took 194 s against float32's 413 s. float16 has no such kernels: a matmul runs at 2.4
+# GFLOP/s, 70 times slower than float32.
+CPU_FLOPS = {"float32": 1.0e11, "bfloat16": 2.1e11, "float16": 3.0e9}
 SPARSE_CONTROL_KS = 7  # runtime.sage.control.KS has seven k values
 VERIFY_PROMPTS = 64  # locate verifies each candidate on at most this many train prompts
 TOKENS_GUESS = 20  # prompt length when the prompts are not sampled yet
@@ -155,7 +159,7 @@ def estimate(plan: Plan, served: Mapping[str, Sequence[str]] | None = None, loca
             tokens = TOKENS_GUESS * size[1]
             if node.kind in ("ground_truth", "score", "suite", "baseline"):
                 tokens = _patched_tokens(plan, node, task, size, resolved, located)
-            seconds = (forwards + 2 * backwards) * 2 * (tokens + size[2]) / CPU_FLOPS
+            seconds = (forwards + 2 * backwards) * 2 * (tokens + size[2]) / CPU_FLOPS[node.params.model.dtype]
         state = None if resolved is None and not _after_locate(node) else ("unresolved" if resolved is None else "runs")
         out[node.id] = Cost(n if node.kind != "sample" else n * groups, forwards, backwards, seconds, state, tuple(resolved or ()))
     return out
@@ -245,7 +249,7 @@ def _text_cost(node: Node) -> Cost:
         return Cost(0, 0, 0, 0.0)
     texts = -(-CORPUS_TOKENS // CORPUS_CONTEXT)
     size = model_size(node)
-    seconds = None if size is None else 3 * 2 * CORPUS_TOKENS * (size[1] + size[2]) / CPU_FLOPS
+    seconds = None if size is None else 3 * 2 * CORPUS_TOKENS * (size[1] + size[2]) / CPU_FLOPS[node.params.model.dtype]
     return Cost(texts, 3 * texts, 0, seconds)
 def _unused_text(plan: Plan, node: Node, served: Mapping[str, Sequence[str]]) -> bool:
     """A text node whose SAE serves no located cross-section in any of its eval's score nodes:

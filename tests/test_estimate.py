@@ -133,3 +133,24 @@ def test_a_complete_basis_costs_no_splice_and_no_removal():
     n_test = estimate(plan)[node.id].forwards // (len(task.attributes) * SPARSE_CONTROL_KS)
     plan2 = dataclasses.replace(plan, nodes=tuple(partial if n.id == node.id else n for n in plan.nodes))
     assert estimate(plan2)[node.id].forwards - estimate(plan)[node.id].forwards == 2 * n_test
+
+
+def test_seconds_follow_the_model_dtype_s_measured_cpu_throughput():
+    """The same plan in bfloat16 is estimated at float32's time over bfloat16's measured speed-up,
+    and float16 (no fast CPU kernels) far slower; prompt-passes do not depend on the dtype."""
+    from sagec.estimate import CPU_FLOPS
+
+    by_dtype = {}
+    base = make_spec(saes=(), baselines=(Baseline("pca"),))
+    for dtype in ("float32", "bfloat16", "float16"):
+        model = dataclasses.replace(base.models[0], ref="smollm2-135m", dtype=dtype)
+        by_dtype[dtype] = estimate(lower(dataclasses.replace(base, models=(model,)), VERSIONS))
+    timed = [i for i, c in by_dtype["float32"].items() if c.seconds]
+    assert len(timed) >= 3  # locate, trace, ground truth at least
+    for node_id, cost in by_dtype["float32"].items():
+        if cost.seconds:
+            for dtype in ("bfloat16", "float16"):
+                other = by_dtype[dtype][node_id]
+                assert other.forwards == cost.forwards
+                assert other.seconds == pytest.approx(cost.seconds * CPU_FLOPS["float32"] / CPU_FLOPS[dtype])
+    assert CPU_FLOPS["float16"] < CPU_FLOPS["float32"] < CPU_FLOPS["bfloat16"]
