@@ -277,8 +277,9 @@ def prefix_cache(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], batch_
     return PrefixCache(tuple(map(tuple, token_ids)), cached, suffix).at_layer(loaded, start)
 
 
-class _Reached(Exception):
-    """Raised by `_entry_stream`'s hook: the forward has computed all that is read of it."""
+class Reached(Exception):
+    """Raised by a hook once the forward has computed all that is read of it (the entry stream
+    here, the zoo's residual activations): the rest of the model is not run."""
 
 
 def _entry_stream(hf, layer: torch.nn.Module, padded: Padded, suffix: int, kv, device) -> torch.Tensor:
@@ -288,11 +289,11 @@ def _entry_stream(hf, layer: torch.nn.Module, padded: Padded, suffix: int, kv, d
 
     def grab(module, args, kwargs):
         got.append((args[0] if args else kwargs["hidden_states"]).detach().clone())
-        raise _Reached
+        raise Reached
 
     hook = layer.register_forward_pre_hook(grab, with_kwargs=True)
     try:
-        with contextlib.suppress(_Reached):
+        with contextlib.suppress(Reached):
             hf(input_ids=padded.input_ids[:, -suffix:].to(device), attention_mask=padded.attention_mask.to(device),
                position_ids=padded.position_ids[:, -suffix:].to(device), past_key_values=kv, use_cache=True)
     finally:

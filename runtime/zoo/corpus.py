@@ -23,6 +23,7 @@ the deepest layer needed, so no logits are ever computed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 from collections.abc import Iterable, Sequence
@@ -114,15 +115,11 @@ def _until_pad(ids: list[int], pad: int | None, prompt_len: int) -> list[int]:
     return ids
 
 
-class _Stop(Exception):
-    pass
-
-
 @torch.no_grad()
 def residual_activations(hf_model, rows: Sequence[Sequence[int]], locations: Iterable[Location], pad_id: int,
                          batch_size: int = 32, progress=None) -> dict[Location, torch.Tensor]:
     """(N, d_model) activations at each residual location over every token of `rows` but the first."""
-    from runtime.model.forward import pad_left
+    from runtime.model.forward import Reached, pad_left
 
     locations = tuple(dict.fromkeys(locations))
     for loc in locations:
@@ -141,7 +138,7 @@ def residual_activations(hf_model, rows: Sequence[Sequence[int]], locations: Ite
                 if loc.layer == layer:
                     current[loc] = pre if loc.component == "resid_pre" else post
             if layer == deepest:
-                raise _Stop
+                raise Reached
 
         return read
 
@@ -151,10 +148,8 @@ def residual_activations(hf_model, rows: Sequence[Sequence[int]], locations: Ite
         for i in range(0, len(order), batch_size):
             batch = [rows[j] for j in order[i : i + batch_size]]
             padded = pad_left(batch, pad_id)
-            try:
+            with contextlib.suppress(Reached):
                 hf_model(input_ids=padded.input_ids, attention_mask=padded.attention_mask, position_ids=padded.position_ids)
-            except _Stop:
-                pass
             keep = padded.attention_mask.bool()
             keep[torch.arange(len(batch)), padded.offsets] = False  # each text's first token
             for loc in locations:
