@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -49,9 +50,15 @@ MODELS = {
 }
 
 
+def base_text(source: str) -> str:
+    """The spec's text in float32, whatever its own dtype (specs/ioi.sage runs in bfloat16): the
+    figures in the README are float32's."""
+    return re.sub(r"(?m)^(\s*)dtype \w+", r"\1dtype float32", (ROOT / "specs" / source).read_text(), count=1)
+
+
 def spec_text(k: int, n: int, model: str = "tiny-ioi") -> str:
     source, first_sae, samples, layer, name, _ = MODELS[model]
-    text = (ROOT / "specs" / source).read_text()
+    text = base_text(source)
     text = text[: text.index(first_sae)]  # keep model, vocabs and task
     text = text.replace(samples, f"samples {n} seed 0")
     saes = "".join(f'sae s{i} {{\n  source zoo "{model}/{KINDS[i % 4]}/resid_post.{layer}"\n}}\n' for i in range(k))
@@ -73,7 +80,7 @@ LAYERS = {"tiny-ioi": 3, "smollm2-135m": 30}
 
 def whole_spec_text(n: int, model: str = "tiny-ioi") -> str:
     source, first_sae, samples, _, name, _ = MODELS[model]
-    text = (ROOT / "specs" / source).read_text()
+    text = base_text(source)
     text = text[: text.index(first_sae)].replace(samples, f"samples {n} seed 0")
     return text + f"""sae fam[l] for l in 0..{LAYERS[model] - 1} {{
   source zoo "{model}/topk-k8/resid_post.{{{{l}}}}"

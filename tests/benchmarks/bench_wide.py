@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -48,7 +49,8 @@ DENSE_WIDTH = 24_576
 def spec_text(model: str, folder: Path, model_block: str | None = None, layer: int | None = None) -> str:
     source, first_sae, default_layer, name = MODELS[model]
     layer = default_layer if layer is None else layer
-    text = (ROOT / "specs" / source).read_text()
+    # float32 whatever the spec's own dtype (specs/ioi.sage runs in bfloat16): the README's figures are float32's
+    text = re.sub(r"(?m)^(\s*)dtype \w+", r"\1dtype float32", (ROOT / "specs" / source).read_text(), count=1)
     text = text[: text.index(first_sae)]  # keep model, vocabularies and task
     if model_block is not None:
         start = text.index(f"model {name} {{")
