@@ -272,3 +272,23 @@ def test_gemma_padding_and_suffix_path(tmp_path, family):
     early = [Patch(Location("mlp_out", 1), [len(x) - 2 for x in xs], torch.randn(n, 32, generator=g))]
     fast = patched_logits(loaded, xs, early, prefix=prefix_cache(loaded, xs, suffix=2))
     torch.testing.assert_close(fast, patched_logits(loaded, xs, early), atol=1e-5, rtol=1e-4)
+
+
+def test_bfloat16_on_cpu_runs_eager_attention_and_its_suffix_path_matches_the_full_forward(tmp_path):
+    """A bfloat16 model on the CPU is loaded with the matmul-softmax attention (sources.py: the
+    CPU flash kernel is slow there); padding and the prefix cache must still give each prompt
+    its own logits, to bfloat16's rounding."""
+    folder = tiny_families.build("llama", tmp_path / "llama")
+    loaded = load_model(Model("b", "path", str(folder), "bfloat16", "cpu", None, 4, Origin("t.sage", 1, 1)))
+    assert loaded.model._module.config._attn_implementation == "eager"
+    assert load_model(Model("f", "path", str(folder), "float32", "cpu", None, 4, Origin("t.sage", 1, 1))).model._module.config._attn_implementation != "eager"
+    xs = prompts(6, seed=7)
+    n = len(xs)
+    g = torch.Generator().manual_seed(3)
+    patches = [Patch(Location("mlp_out", 1), [-2] * n, torch.randn(n, loaded.arch.d_model, generator=g).to(torch.bfloat16))]
+    full = patched_logits(loaded, xs, patches)
+    prefix = prefix_cache(loaded, xs, batch_size=4, suffix=2, start=1)
+    assert prefix.serves(xs, patches)
+    torch.testing.assert_close(patched_logits(loaded, xs, patches, prefix=prefix), full, atol=3e-2, rtol=3e-2)
+    for i, x in enumerate(xs):  # each prompt alone, unpadded
+        torch.testing.assert_close(patched_logits(loaded, [x], [Patch(p.location, [-2], p.values[i : i + 1]) for p in patches]), full[i : i + 1], atol=3e-2, rtol=3e-2)
