@@ -36,9 +36,9 @@ def suffix_pays(suffix: int, length: float) -> bool:
 
 # Model FLOP/s on 2 CPU cores by the model's dtype. float32: 2 x (896 tokens x 106e6 + 64 prompts x
 # 28e6) in about 2 s. bfloat16 runs on the CPU's bf16 dot products (avx512_bf16): the main job's
-# nodes took 194 s against float32's 413 s. float16 has no such kernels: a matmul runs at 2.4
-# GFLOP/s, 70 times slower than float32.
-CPU_FLOPS = {"float32": 1.0e11, "bfloat16": 2.1e11, "float16": 3.0e9}
+# nodes took 138-158 s against float32's 318-413 s. float16 has no such kernels: a matmul runs at
+# 2.4 GFLOP/s, 70 times slower than float32.
+CPU_FLOPS = {"float32": 1.0e11, "bfloat16": 2.5e11, "float16": 3.0e9}
 SPARSE_CONTROL_KS = 7  # runtime.sage.control.KS has seven k values
 VERIFY_PROMPTS = 64  # locate verifies each candidate on at most this many train prompts
 TOKENS_GUESS = 20  # prompt length when the prompts are not sampled yet
