@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import shutil
 import subprocess
@@ -35,6 +34,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_pipeline import base_text  # the spec in float32, as the README's figures are
 
 ROOT = Path(__file__).resolve().parents[2]
 # model -> (spec whose model, vocabularies and task are reused, its first SAE line, the layer, the model's name there)
@@ -49,8 +50,7 @@ DENSE_WIDTH = 24_576
 def spec_text(model: str, folder: Path, model_block: str | None = None, layer: int | None = None) -> str:
     source, first_sae, default_layer, name = MODELS[model]
     layer = default_layer if layer is None else layer
-    # float32 whatever the spec's own dtype (specs/ioi.sage runs in bfloat16): the README's figures are float32's
-    text = re.sub(r"(?m)^(\s*)dtype \w+", r"\1dtype float32", (ROOT / "specs" / source).read_text(), count=1)
+    text = base_text(source)
     text = text[: text.index(first_sae)]  # keep model, vocabularies and task
     if model_block is not None:
         start = text.index(f"model {name} {{")
